@@ -1,11 +1,14 @@
 """Distribution ``dubfiv``: the ``dubfiv`` research library and the ``two4two`` generator."""
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
-VERSION = "0.1.0"
+VERSION = re.search(
+    r'__version__ = "([^"]+)"', (HERE / "dubfiv" / "__init__.py").read_text(encoding="utf-8")
+).group(1)
 
 CONSOLE_SCRIPTS = [
     "two4two_render_dataset = two4two.cli_tool:main",
