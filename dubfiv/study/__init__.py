@@ -1,0 +1,38 @@
+"""User-study export: the content model, Qualtrics .qsf, HTML preview, bundle, results.
+
+Modules (one job each):
+
+* :mod:`dubfiv.study.content` -- dataclasses describing a study (``study.json``);
+* :mod:`dubfiv.study.qualtrics` -- ``.qsf`` writer, reader, validator, CSV layout;
+* :mod:`dubfiv.study.preview` -- the offline ``index.html``;
+* :mod:`dubfiv.study.bundle` -- atomic folder builds and ``manifest.json``;
+* :mod:`dubfiv.study.results` -- analysis of Qualtrics' CSV export.
+"""
+
+from dubfiv.study.content import (
+    CONDITION_KEYS,
+    STUDY_JSON,
+    Attribute,
+    Condition,
+    GridLayout,
+    Page,
+    PredictionTask,
+    Study,
+    StudyError,
+    StudyImage,
+    default_attributes,
+)
+
+__all__ = [
+    "CONDITION_KEYS",
+    "STUDY_JSON",
+    "Attribute",
+    "Condition",
+    "GridLayout",
+    "Page",
+    "PredictionTask",
+    "Study",
+    "StudyError",
+    "StudyImage",
+    "default_attributes",
+]

@@ -1,0 +1,457 @@
+"""The content of a user study: a data model the exporter fills in.
+
+A :class:`Study` holds everything a participant sees -- consent text, one
+:class:`Condition` per explanation technique (``baseline``, ``inn``,
+``concepts``) made of :class:`Page` objects with :class:`StudyImage` figures,
+the attribute-relevance questions (:class:`Attribute`, with the ground truth
+where it is known), the prediction tasks (:class:`PredictionTask`) and the end
+text. The format writers (:mod:`dubfiv.study.qualtrics`,
+:mod:`dubfiv.study.preview`) and the results reader
+(:mod:`dubfiv.study.results`) only read this model.
+
+Image paths are POSIX paths relative to the study folder (``images/a.png``);
+the study is saved as ``study.json`` in that folder (:meth:`Study.save`).
+Model logits are raw logits of the linear head (``logit > 0`` predicts
+``class_names[1]``, Stretchy; Two4Two labels peaky 0, stretchy 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+__all__ = [
+    "CONDITION_KEYS",
+    "STUDY_JSON",
+    "Attribute",
+    "Condition",
+    "GridLayout",
+    "Page",
+    "PredictionTask",
+    "Study",
+    "StudyError",
+    "StudyImage",
+    "default_attributes",
+    "render_page_html",
+    "write_text_atomic",
+]
+
+STUDY_JSON = "study.json"
+FORMAT_VERSION = 1
+#: The conditions of the paper's study (others are allowed, with the same key rules).
+CONDITION_KEYS = ("baseline", "inn", "concepts")
+_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class StudyError(ValueError):
+    """A study description is inconsistent or cannot be read."""
+
+
+def _check_keys(data: Mapping[str, Any], cls: type, where: str) -> None:
+    if not isinstance(data, Mapping):
+        raise StudyError(f"{where}: expected an object, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise StudyError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+    required = {
+        f.name for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    missing = sorted(required - set(data))
+    if missing:
+        raise StudyError(f"{where}: missing key(s) {missing}")
+
+
+@dataclasses.dataclass
+class StudyImage:
+    """One image file of the study.
+
+    ``path`` is relative to the study folder (POSIX, no ``..``); ``width`` and
+    ``height`` are the file's size in pixels (``None`` if unknown).
+    """
+
+    path: str
+    caption: str = ""
+    alt: str = ""
+    width: int | None = None
+    height: int | None = None
+
+    @classmethod
+    def from_file(cls, folder: str | os.PathLike[str], path: str, caption: str = "",
+                  alt: str = "") -> StudyImage:
+        """Describe ``folder/path``, reading its pixel size with PIL."""
+        from PIL import Image
+
+        full = Path(folder) / path
+        try:
+            with Image.open(full) as im:
+                width, height = im.size
+        except (OSError, ValueError) as exc:
+            raise StudyError(f"cannot read image {full}: {exc}") from exc
+        return cls(path=path, caption=caption, alt=alt or caption, width=width, height=height)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "image") -> StudyImage:
+        _check_keys(data, cls, where)
+        return cls(**data)
+
+
+@dataclasses.dataclass
+class GridLayout:
+    """Images of a page laid out row-major in ``rows`` x ``cols`` cells.
+
+    ``col_labels`` are e.g. the logit bins of the baseline grid, ``row_labels``
+    e.g. the source image of an interpolation row; either may be empty.
+    """
+
+    rows: int
+    cols: int
+    row_labels: list[str] = dataclasses.field(default_factory=list)
+    col_labels: list[str] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "grid") -> GridLayout:
+        _check_keys(data, cls, where)
+        return cls(**data)
+
+
+@dataclasses.dataclass
+class Page:
+    """One page of a condition's explanation: a title, HTML text and images."""
+
+    title: str
+    text: str = ""
+    images: list[StudyImage] = dataclasses.field(default_factory=list)
+    grid: GridLayout | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "page") -> Page:
+        _check_keys(data, cls, where)
+        grid = data.get("grid")
+        return cls(
+            title=data["title"], text=data.get("text", ""),
+            images=[StudyImage.from_dict(d, f"{where}.images[{i}]")
+                    for i, d in enumerate(data.get("images", []))],
+            grid=None if grid is None else GridLayout.from_dict(grid, f"{where}.grid"),
+        )
+
+
+@dataclasses.dataclass
+class Condition:
+    """One explanation technique; each participant sees exactly one condition."""
+
+    key: str
+    title: str
+    intro: str = ""
+    pages: list[Page] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "condition") -> Condition:
+        _check_keys(data, cls, where)
+        return cls(
+            key=data["key"], title=data["title"], intro=data.get("intro", ""),
+            pages=[Page.from_dict(d, f"{where}.pages[{i}]")
+                   for i, d in enumerate(data.get("pages", []))],
+        )
+
+
+@dataclasses.dataclass
+class Attribute:
+    """An attribute participants judge as relevant or irrelevant to the model.
+
+    ``parameters`` are the Two4Two scene parameters it stands for; ``relevant``
+    is the ground truth (``None``: unknown).
+    """
+
+    key: str
+    label: str
+    parameters: list[str] = dataclasses.field(default_factory=list)
+    relevant: bool | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "attribute") -> Attribute:
+        _check_keys(data, cls, where)
+        return cls(**data)
+
+
+def default_attributes() -> list[Attribute]:
+    """The seven attributes of the paper's study, ground truth unknown."""
+    return [
+        Attribute("arm_position", "legs / arm position", ["arm_position"]),
+        Attribute("obj_color", "object colour", ["obj_color"]),
+        Attribute("bg_color", "background colour", ["bg_color"]),
+        Attribute("spherical", "spherical / cubic shape", ["spherical"]),
+        Attribute("rotation", "rotation",
+                  ["obj_rotation_roll", "obj_rotation_pitch", "obj_rotation_yaw"]),
+        Attribute("bending", "bending", ["bending"]),
+        Attribute("position", "position", ["position_x", "position_y"]),
+    ]
+
+
+@dataclasses.dataclass
+class PredictionTask:
+    """Show ``image``, ask which class the model will predict.
+
+    ``model_logit`` is the head's logit for the image, ``true_label`` the
+    image's class name (one of :attr:`Study.class_names`).
+    """
+
+    key: str
+    image: StudyImage
+    model_logit: float
+    true_label: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "task") -> PredictionTask:
+        _check_keys(data, cls, where)
+        return cls(key=data["key"], image=StudyImage.from_dict(data["image"], f"{where}.image"),
+                   model_logit=float(data["model_logit"]), true_label=data["true_label"])
+
+
+_DEFAULT_CONSENT = (
+    "<p>This study is part of a research project on explanations of image "
+    "classifiers. It takes about 20 minutes. Participation is voluntary and "
+    "anonymous; you may stop at any time.</p>"
+)
+
+
+@dataclasses.dataclass
+class Study:
+    """A whole study; JSON-serialisable via :meth:`to_dict` / :meth:`from_dict`."""
+
+    name: str
+    conditions: list[Condition]
+    attributes: list[Attribute] = dataclasses.field(default_factory=default_attributes)
+    tasks: list[PredictionTask] = dataclasses.field(default_factory=list)
+    consent_text: str = _DEFAULT_CONSENT
+    consent_agree: str = "I agree to take part in this study."
+    consent_decline: str = "I do not agree."
+    end_text: str = "<p>Thank you for taking part!</p>"
+    image_base_url: str = ""
+    class_names: list[str] = dataclasses.field(default_factory=lambda: ["Peaky", "Stretchy"])
+    relevance_question: str = (
+        "Does the model use the following attributes for its prediction?"
+    )
+    relevance_answers: list[str] = dataclasses.field(
+        default_factory=lambda: ["relevant", "irrelevant"])
+    confidence_question: str = "How confident are you in each of your answers above?"
+    confidence_answers: list[str] = dataclasses.field(default_factory=lambda: [
+        "not confident at all", "slightly confident", "moderately confident",
+        "very confident", "completely confident"])
+    prediction_question: str = "Which class will the model predict?"
+    seed: int = 0
+    format_version: int = FORMAT_VERSION
+
+    # ------------------------------------------------------------------ helpers
+
+    def model_prediction(self, task: PredictionTask) -> str:
+        """The class the model predicts for a task (``logit > 0`` -> ``class_names[1]``)."""
+        return self.class_names[1] if task.model_logit > 0 else self.class_names[0]
+
+    def images(self) -> list[StudyImage]:
+        """Every image of the study, in the order they appear (duplicates kept)."""
+        out = [img for c in self.conditions for p in c.pages for img in p.images]
+        return out + [t.image for t in self.tasks]
+
+    def condition(self, key: str) -> Condition:
+        for cond in self.conditions:
+            if cond.key == key:
+                return cond
+        raise StudyError(f"no condition {key!r}; have {[c.key for c in self.conditions]}")
+
+    # ------------------------------------------------------------------ checks
+
+    def validate(self, folder: str | os.PathLike[str] | None = None) -> list[str]:
+        """Problems of the study (empty if none); with ``folder``, also check the files."""
+        problems: list[str] = []
+
+        def unique(keys: list[str], what: str) -> None:
+            seen: set[str] = set()
+            for key in keys:
+                if not _KEY_RE.match(key):
+                    problems.append(f"{what} key {key!r} must match {_KEY_RE.pattern}")
+                if key in seen:
+                    problems.append(f"duplicate {what} key {key!r}")
+                seen.add(key)
+
+        if not self.conditions:
+            problems.append("a study needs at least one condition")
+        unique([c.key for c in self.conditions], "condition")
+        unique([a.key for a in self.attributes], "attribute")
+        unique([t.key for t in self.tasks], "task")
+        if len(self.class_names) != 2 or len(set(self.class_names)) != 2:
+            problems.append(f"class_names must be two distinct names, got {self.class_names}")
+        if len(self.relevance_answers) != 2:
+            problems.append("relevance_answers must be [relevant, irrelevant]")
+        if len(self.confidence_answers) < 2:
+            problems.append("confidence_answers needs at least two points")
+        for task in self.tasks:
+            if task.true_label not in self.class_names:
+                problems.append(f"task {task.key!r}: true_label {task.true_label!r} "
+                                f"is not one of {self.class_names}")
+            if task.model_logit != task.model_logit:
+                problems.append(f"task {task.key!r}: model_logit is NaN")
+        for cond in self.conditions:
+            for i, page in enumerate(cond.pages):
+                grid = page.grid
+                if grid is None:
+                    continue
+                where = f"condition {cond.key!r} page {i}"
+                if grid.rows * grid.cols != len(page.images):
+                    problems.append(f"{where}: grid {grid.rows}x{grid.cols} needs "
+                                    f"{grid.rows * grid.cols} images, has {len(page.images)}")
+                if grid.row_labels and len(grid.row_labels) != grid.rows:
+                    problems.append(f"{where}: {len(grid.row_labels)} row labels for "
+                                    f"{grid.rows} rows")
+                if grid.col_labels and len(grid.col_labels) != grid.cols:
+                    problems.append(f"{where}: {len(grid.col_labels)} column labels for "
+                                    f"{grid.cols} columns")
+        for img in self.images():
+            pure = PurePosixPath(img.path)
+            if pure.is_absolute() or ".." in pure.parts or "\\" in img.path or not img.path:
+                problems.append(f"image path {img.path!r} must be relative to the study "
+                                "folder, with '/' and without '..'")
+            elif folder is not None:
+                problems.extend(_check_image_file(Path(folder), img))
+        return problems
+
+    def check(self, folder: str | os.PathLike[str] | None = None) -> None:
+        """Raise :class:`StudyError` listing all problems of :meth:`validate`."""
+        problems = self.validate(folder)
+        if problems:
+            raise StudyError("invalid study:\n  " + "\n  ".join(problems))
+
+    # ------------------------------------------------------------------ JSON
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = STUDY_JSON) -> Study:
+        _check_keys(data, cls, where)
+        version = data.get("format_version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise StudyError(f"{where}: format_version {version} is not supported "
+                             f"(this library reads {FORMAT_VERSION})")
+        kwargs = dict(data)
+        kwargs["conditions"] = [Condition.from_dict(d, f"{where}: conditions[{i}]")
+                                for i, d in enumerate(data["conditions"])]
+        if "attributes" in data:
+            kwargs["attributes"] = [Attribute.from_dict(d, f"{where}: attributes[{i}]")
+                                    for i, d in enumerate(data["attributes"])]
+        if "tasks" in data:
+            kwargs["tasks"] = [PredictionTask.from_dict(d, f"{where}: tasks[{i}]")
+                               for i, d in enumerate(data["tasks"])]
+        return cls(**kwargs)
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write ``folder/study.json`` (atomically) and return its path."""
+        path = Path(folder) / STUDY_JSON
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> Study:
+        """Read ``folder/study.json``."""
+        path = Path(folder) / STUDY_JSON
+        if not path.is_file():
+            raise StudyError(f"{path} not found: --study must be a folder written by "
+                             "dubfiv_export_user_study")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StudyError(f"cannot read {path}: {exc}") from exc
+        return cls.from_dict(data, str(path))
+
+
+def _check_image_file(folder: Path, img: StudyImage) -> list[str]:
+    from PIL import Image
+
+    full = folder / img.path
+    if not full.is_file():
+        return [f"image {img.path!r} does not exist in {folder}"]
+    try:
+        with Image.open(full) as im:
+            im.verify()
+            size = im.size
+    except (OSError, ValueError) as exc:
+        return [f"image {full} is not a readable image: {exc}"]
+    if img.width is not None and img.height is not None and (img.width, img.height) != size:
+        return [f"image {img.path!r} is {size[0]}x{size[1]} pixels, the study says "
+                f"{img.width}x{img.height}"]
+    return []
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------- HTML
+
+
+def _img_tag(img: StudyImage, src: str, max_width: int | None = None) -> str:
+    """An ``<img>``; ``max_width`` (CSS px) fixes the display width of grid cells."""
+    attrs = [f'src="{html.escape(src, quote=True)}"',
+             f'alt="{html.escape(img.alt or img.caption, quote=True)}"']
+    style = "max-width:100%;height:auto;"
+    if max_width is not None:
+        style = f"width:{max_width}px;max-width:100%;height:auto;"
+    if img.width and img.height:
+        attrs += [f'width="{img.width}"', f'height="{img.height}"']
+    attrs.append(f'style="{style}"')
+    return "<img " + " ".join(attrs) + ">"
+
+
+def render_page_html(page: Page, src_for: Callable[[StudyImage], str],
+                     heading: str = "h3") -> str:
+    """HTML of one page: title, text, then the images (as a labelled table for a grid).
+
+    ``src_for`` maps an image to its ``src`` (a URL for Qualtrics, a relative
+    path for the preview). Titles, captions and labels are escaped; ``page.text``
+    is HTML and inserted as is. Inline styles only (Qualtrics drops ``<style>``).
+    """
+    parts = [f"<{heading}>{html.escape(page.title)}</{heading}>"]
+    if page.text:
+        parts.append(f"<div>{page.text}</div>")
+    grid = page.grid
+    if grid is None:
+        for img in page.images:
+            parts.append('<figure style="margin:0.5em 0;">' + _img_tag(img, src_for(img)))
+            if img.caption:
+                parts.append(f"<figcaption>{html.escape(img.caption)}</figcaption>")
+            parts.append("</figure>")
+        return "\n".join(parts)
+    cell = "padding:2px;text-align:center;vertical-align:middle;"
+    rows = ['<table style="border-collapse:collapse;margin:0.5em 0;">']
+    if grid.col_labels:
+        head = f'<th style="{cell}"></th>' if grid.row_labels else ""
+        head += "".join(f'<th style="{cell}">{html.escape(lab)}</th>' for lab in grid.col_labels)
+        rows.append(f"<tr>{head}</tr>")
+    width = max(60, 720 // max(grid.cols, 1))
+    for r in range(grid.rows):
+        cells = ""
+        if grid.row_labels:
+            cells += f'<th style="{cell}">{html.escape(grid.row_labels[r])}</th>'
+        for c in range(grid.cols):
+            img = page.images[r * grid.cols + c]
+            cells += f'<td style="{cell}">{_img_tag(img, src_for(img), width)}</td>'
+        rows.append(f"<tr>{cells}</tr>")
+    rows.append("</table>")
+    return "\n".join(parts + rows)

@@ -1,0 +1,163 @@
+"""A static, offline preview of a study: ``index.html`` in the study folder.
+
+One self-contained page (inline CSS and JS, no network, images by relative
+path) with the consent page, each condition's pages (one section per
+condition; buttons show one condition or all), the questions as disabled form
+controls, the prediction tasks and the end text. Researcher notes (ground
+truth, model logits and predictions) sit in collapsed ``<details>`` elements;
+pass ``show_answers=False`` for a preview that can be shown to participants.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+from dubfiv.study.content import Study, StudyImage, render_page_html, write_text_atomic
+
+__all__ = ["PREVIEW_HTML", "render_preview", "write_preview"]
+
+PREVIEW_HTML = "index.html"
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 0; color: #222; background: #fafafa; }
+header { position: sticky; top: 0; background: #fff; border-bottom: 1px solid #ccc;
+         padding: 0.5em 1em; z-index: 1; }
+header nav a { margin-right: 1em; }
+header button { margin: 0.3em 0.3em 0 0; }
+header button.active { font-weight: bold; }
+main { max-width: 1000px; margin: 0 auto; padding: 1em; }
+section { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 1em;
+          margin: 1em 0; scroll-margin-top: 6em; }
+.page { border-top: 1px dashed #bbb; padding-top: 0.5em; margin-top: 1em; }
+.note { color: #555; font-size: 0.9em; }
+table.matrix { border-collapse: collapse; }
+table.matrix th, table.matrix td { border: 1px solid #ddd; padding: 0.3em 0.6em;
+                                   text-align: center; }
+table.matrix th:first-child { text-align: left; }
+.hidden { display: none; }
+"""
+
+_JS = """
+(function () {
+  "use strict";
+  var buttons = document.querySelectorAll("button[data-show]");
+  var sections = document.querySelectorAll("section.condition");
+  function show(key) {
+    sections.forEach(function (s) {
+      s.classList.toggle("hidden", key !== "all" && s.dataset.condition !== key);
+    });
+    buttons.forEach(function (b) { b.classList.toggle("active", b.dataset.show === key); });
+  }
+  buttons.forEach(function (b) {
+    b.addEventListener("click", function () { show(b.dataset.show); });
+  });
+  show("all");
+})();
+"""
+
+
+def _src(img: StudyImage) -> str:
+    return quote(img.path, safe="/")
+
+
+def _radios(name: str, labels: list[str]) -> str:
+    return " ".join(
+        f'<label><input type="radio" name="{html.escape(name)}" disabled> '
+        f"{html.escape(lab)}</label>" for lab in labels)
+
+
+def _matrix(name: str, rows: list[str], cols: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join(
+        f"<tr><th>{html.escape(row)}</th>"
+        + "".join(f'<td><input type="radio" name="{name}_{i}" disabled '
+                  f'aria-label="{html.escape(row)}: {html.escape(c)}"></td>' for c in cols)
+        + "</tr>" for i, row in enumerate(rows))
+    return f'<table class="matrix"><tr><th></th>{head}</tr>{body}</table>'
+
+
+def _truth(value: bool | None) -> str:
+    return {True: "relevant", False: "irrelevant", None: "unknown"}[value]
+
+
+def render_preview(study: Study, show_answers: bool = True) -> str:
+    """The preview page of ``study`` as an HTML string (image paths relative)."""
+    esc = html.escape
+    nav = ['<a href="#consent">Consent</a>']
+    nav += [f'<a href="#condition-{c.key}">{esc(c.title)}</a>' for c in study.conditions]
+    nav += ['<a href="#questions">Questions</a>']
+    if study.tasks:
+        nav.append('<a href="#tasks">Prediction tasks</a>')
+    nav.append('<a href="#end">End</a>')
+    buttons = ['<button type="button" data-show="all">all conditions</button>']
+    buttons += [f'<button type="button" data-show="{c.key}">{esc(c.key)}</button>'
+                for c in study.conditions]
+    out = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(study.name)}: study preview</title>", f"<style>{_CSS}</style>",
+        "</head><body>",
+        f"<header><strong>{esc(study.name)}</strong> &mdash; study preview "
+        f"<nav>{' '.join(nav)}</nav><div>{''.join(buttons)}</div></header>",
+        "<main>",
+        '<section id="consent"><h2>Consent</h2>', study.consent_text,
+        f"<p>{_radios('consent', [study.consent_agree, study.consent_decline])}</p>",
+        '<p class="note">Declining ends the survey.</p></section>',
+        '<p class="note">Each participant is assigned one of the following conditions at '
+        "random (evenly), then answers the same questions.</p>",
+    ]
+    for cond in study.conditions:
+        out.append(f'<section class="condition" id="condition-{cond.key}" '
+                   f'data-condition="{cond.key}">')
+        out.append(f"<h2>Condition <code>{esc(cond.key)}</code>: {esc(cond.title)}</h2>")
+        out.append(f"<div>{cond.intro}</div>")
+        for page in cond.pages:
+            out.append(f'<div class="page">{render_page_html(page, _src)}</div>')
+        out.append("</section>")
+    labels = [a.label for a in study.attributes]
+    out += ['<section id="questions"><h2>Questions (all conditions)</h2>',
+            f"<p>{study.relevance_question}</p>",
+            _matrix("relevance", labels, list(study.relevance_answers)),
+            f"<p>{study.confidence_question}</p>",
+            _matrix("confidence", labels, list(study.confidence_answers))]
+    if show_answers:
+        items = "".join(f"<li>{esc(a.label)}: {_truth(a.relevant)}</li>"
+                        for a in study.attributes)
+        out.append(f"<details><summary>Ground truth (researchers only)</summary>"
+                   f"<ul>{items}</ul></details>")
+    out.append("</section>")
+    if study.tasks:
+        out.append('<section id="tasks"><h2>Prediction tasks</h2>')
+        for i, task in enumerate(study.tasks):
+            img = StudyImage(task.image.path, alt=f"Image {i + 1}", width=task.image.width,
+                             height=task.image.height)
+            out.append(f'<div class="page"><p>{study.prediction_question}</p>')
+            out.append(f'<p><img src="{esc(_src(img), quote=True)}" alt="{img.alt}" '
+                       'style="max-width:100%;height:auto;"></p>')
+            out.append(f"<p>{_radios(f'task_{i}', list(study.class_names))}</p>")
+            if show_answers:
+                out.append(f"<details><summary>Answer (researchers only)</summary>"
+                           f"<p>model logit {task.model_logit:.3f}, model predicts "
+                           f"{esc(study.model_prediction(task))}, true label "
+                           f"{esc(task.true_label)}</p></details>")
+            out.append("</div>")
+        out.append("</section>")
+    out += [f'<section id="end"><h2>End</h2>{study.end_text}</section>', "</main>",
+            f"<script>{_JS}</script>", "</body></html>"]
+    return "\n".join(out) + "\n"
+
+
+def write_preview(study: Study, folder: str | os.PathLike[str], show_answers: bool = True
+                  ) -> Path:
+    """Write ``folder/index.html`` (atomically) and return its path.
+
+    The study is checked first against the files in ``folder`` (raises
+    :class:`~dubfiv.study.content.StudyError` listing missing or unreadable images).
+    """
+    study.check(folder)
+    path = Path(folder) / PREVIEW_HTML
+    write_text_atomic(path, render_preview(study, show_answers))
+    return path
