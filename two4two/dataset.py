@@ -1,0 +1,417 @@
+"""Write Two4Two datasets to disk, resumably.
+
+Layout of a split directory ``<output_dir>/<split>/``:
+
+* ``parameters.jsonl`` -- one ``SceneParameters.state_dict()`` per line, in
+  render order; a line is appended (and fsync'ed) only after its PNGs exist;
+* ``<id>.png`` (RGB) and ``<id>_mask.png`` (uint8 labels 0..8), written by the
+  renderer atomically (temporary file + rename);
+* ``split_args.json`` -- sampler, sampler_config, split, n_samples, unbiased,
+  interventions, resolution, render_samples, seed and ``complete``;
+* ``planned.jsonl`` -- while the split is being rendered: all its scenes, drawn
+  up front and written atomically; removed once the split is complete.
+
+An intervention directory ``<split>_<attrs>`` holds the same files plus
+``intervention.json`` (``modified_attributes``, ``split_args``, ``dirname``);
+its scenes are clones of the finished split's scenes, in the same order, with
+only ``attrs`` resampled (``intervention=True``).
+
+Resuming: a rerun re-reads ``planned.jsonl`` and ``parameters.jsonl`` (dropping
+a truncated last line) and renders only the scenes that are not yet recorded
+or whose PNGs are missing. A split marked complete is not rendered again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from two4two import utils
+from two4two.bias import Sampler
+from two4two.dataset_config import (
+    DatasetConfig,
+    SplitConfig,
+    _derive_seed,
+    intervention_dirname,
+    make_sampler,
+)
+from two4two.scene_parameters import (
+    SceneParameters,
+    load_jsonl,
+    read_jsonl_lenient,
+    write_jsonl,
+)
+
+__all__ = ["DatasetError", "RenderFn", "render_dataset_config", "split_is_complete"]
+
+RenderFn = Callable[..., Iterator[tuple[np.ndarray, np.ndarray, SceneParameters]]]
+"""Signature of :func:`two4two.blender.render`."""
+
+PARAMETERS = "parameters.jsonl"
+PLANNED = "planned.jsonl"
+SPLIT_ARGS = "split_args.json"
+INTERVENTION = "intervention.json"
+
+# split_args keys that must match for a rerun to continue an existing split
+_IDENTITY_KEYS = ("sampler", "sampler_config", "n_samples", "unbiased", "resolution",
+                  "render_samples", "seed", "modified_attributes")
+
+
+class DatasetError(RuntimeError):
+    """A dataset directory cannot be written or resumed; the message names it and the fix."""
+
+
+# --------------------------------------------------------------------------- small file helpers
+
+
+def _write_json(path: Path, data: Any) -> None:
+    utils.atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"{path}: cannot read ({error}); delete it or set "
+                           "force_overwrite = true") from None
+
+
+def _append_line(path: Path, line: str) -> None:
+    """Append ``line + "\\n"`` with one ``write`` call, then fsync (no partial lines on Ctrl-C)."""
+    data = (line + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = 0
+        while written < len(data):
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def split_is_complete(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` holds a split marked complete in its ``split_args.json``."""
+    path = Path(directory) / SPLIT_ARGS
+    if not path.is_file():
+        return False
+    try:
+        return bool(json.loads(path.read_text(encoding="utf-8")).get("complete", False))
+    except (OSError, ValueError):
+        return False
+
+
+def _is_dataset_dir(directory: Path) -> bool:
+    names = {p.name for p in directory.iterdir()}
+    return not names or bool(names & {SPLIT_ARGS, PLANNED, PARAMETERS, INTERVENTION})
+
+
+def _remove_dir(directory: Path) -> None:
+    if not directory.exists():
+        return
+    if not directory.is_dir() or not _is_dataset_dir(directory):
+        raise DatasetError(
+            f"{directory}: force_overwrite would delete it, but it does not look like a "
+            "Two4Two split (no split_args.json/parameters.jsonl); move it away by hand"
+        )
+    shutil.rmtree(directory)
+
+
+def _remove_stale_temp_files(directory: Path) -> None:
+    """Delete hidden ``.*.tmp*`` files left by an interrupted atomic write."""
+    for path in directory.glob(".*.tmp*"):
+        path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _split_args(config: DatasetConfig, split: SplitConfig) -> dict[str, Any]:
+    return {
+        "sampler": config.sampler,
+        "sampler_config": dict(config.sampler_config),
+        "split": split.name,
+        "n_samples": split.n_samples,
+        "unbiased": config.unbiased,
+        "interventions": [list(a) for a in split.interventions],
+        "resolution": list(config.resolution),
+        "render_samples": config.render_samples,
+        "seed": config.split_seed(split),
+        "complete": False,
+    }
+
+
+def _check_identity(directory: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
+    for key in _IDENTITY_KEYS:
+        if stored.get(key) != wanted.get(key):
+            raise DatasetError(
+                f"{directory} was started with {key} = {stored.get(key)!r}, but the config "
+                f"now says {wanted.get(key)!r}; restore the config or set "
+                "force_overwrite = true to start the split over"
+            )
+
+
+def _plan_split(sampler: Sampler, config: DatasetConfig, split: SplitConfig,
+                progress: bool) -> list[SceneParameters]:
+    draw = sampler.sample_unbiased if config.unbiased else sampler.sample
+    scenes = []
+    with utils.seeded(config.split_seed(split)):
+        for _ in tqdm(range(split.n_samples), desc=f"plan {split.name}", unit="scene",
+                      disable=not progress, leave=False):
+            scene = draw()
+            scene.resolution = tuple(config.resolution)  # type: ignore[assignment]
+            scenes.append(scene)
+    return scenes
+
+
+def _plan_interventions(sampler: Sampler, originals: Sequence[SceneParameters],
+                        attrs: list[str], seed: int) -> list[SceneParameters]:
+    with utils.seeded(seed):
+        return sampler.make_interventions(originals, attrs)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _load_recorded(directory: Path, planned: Sequence[SceneParameters]) -> list[SceneParameters]:
+    """Scenes already in ``parameters.jsonl`` (a truncated last line is cut off the file)."""
+    path = directory / PARAMETERS
+    if not path.exists():
+        return []
+    try:
+        recorded, valid_bytes, tail = read_jsonl_lenient(path)
+    except ValueError as error:
+        raise DatasetError(f"{error}; delete {path} to re-render the split's missing images, "
+                           "or set force_overwrite = true") from None
+    if tail:
+        os.truncate(path, valid_bytes)
+    planned_ids = [p.id for p in planned[: len(recorded)]]
+    if len(recorded) > len(planned) or [p.id for p in recorded] != planned_ids:
+        raise DatasetError(
+            f"{path} does not match {directory / PLANNED} (scenes in another order or "
+            "from another plan); set force_overwrite = true to start the split over"
+        )
+    return recorded
+
+
+def _missing_files(directory: Path, scenes: Sequence[SceneParameters]) -> list[SceneParameters]:
+    """The scenes whose image or mask PNG is missing from ``directory``."""
+    return [p for p in scenes if not (directory / p.filename).is_file()
+            or not (directory / p.mask_filename).is_file()]
+
+
+def _render_missing(directory: Path, planned: list[SceneParameters], config: DatasetConfig,
+                    render_fn: RenderFn, progress: bool) -> None:
+    """Render the planned scenes that are not recorded (or whose PNGs are gone)."""
+    _remove_stale_temp_files(directory)
+    recorded = _load_recorded(directory, planned)
+    missing_files = _missing_files(directory, recorded)
+    todo = missing_files + planned[len(recorded):]
+    recorded_ids = {p.id for p in recorded}
+    if not todo:
+        return
+    params_path = directory / PARAMETERS
+    bar = tqdm(total=len(planned), initial=len(planned) - len(todo), desc=directory.name,
+               unit="img", disable=not progress)
+    results = render_fn(
+        todo, n_processes=config.n_processes, chunk_size=config.chunk_size,
+        output_dir=directory, samples=config.render_samples,
+        download_blender=config.download_blender, blender_dir=config.blender_dir,
+        print_output=config.debug, print_cmd=config.debug,
+    )
+    expected = iter(todo)
+    closer = contextlib.closing(results) if hasattr(results, "close") else contextlib.nullcontext()
+    with bar, closer:
+        for image, mask, params in results:
+            want = next(expected, None)
+            if want is None or params.id != want.id:
+                raise DatasetError(f"{directory}: the renderer returned scene {params.id} out of "
+                                   "order; this is a bug in the renderer")
+            _check_rendered(directory, image, mask, want)
+            if want.id not in recorded_ids:
+                _append_line(params_path, json.dumps(want.state_dict()))
+            bar.update(1)
+    if next(expected, None) is not None:
+        raise DatasetError(f"{directory}: the renderer stopped early; rerun to finish the split")
+
+
+def _check_rendered(directory: Path, image: np.ndarray, mask: np.ndarray,
+                    params: SceneParameters) -> None:
+    height, width = params.resolution
+    if image.shape != (height, width, 3) or mask.shape != (height, width):
+        raise DatasetError(
+            f"{directory}: scene {params.id} rendered as image {image.shape} / mask "
+            f"{mask.shape}, expected ({height}, {width}, 3) / ({height}, {width})"
+        )
+    for name in (params.filename, params.mask_filename):
+        if not (directory / name).is_file():
+            raise DatasetError(f"{directory / name}: the renderer did not write it")
+
+
+def _prepare_dir(directory: Path, wanted_args: dict[str, Any],
+                 plan: Callable[[], list[SceneParameters]]) -> list[SceneParameters] | None:
+    """Load or create the plan of ``directory``; ``None`` if it is already complete."""
+    args_path, planned_path = directory / SPLIT_ARGS, directory / PLANNED
+    if args_path.is_file():
+        stored = _read_json(args_path)
+        if "complete" not in stored and not planned_path.exists():
+            return _foreign_split(directory, stored, wanted_args)
+        _check_identity(directory, stored, wanted_args)
+        if stored.get("complete"):
+            if not (directory / PARAMETERS).is_file():
+                raise DatasetError(f"{directory} is marked complete but has no {PARAMETERS}; "
+                                   "set force_overwrite = true to render it again")
+            recorded = load_jsonl(directory / PARAMETERS)
+            if not _missing_files(directory, recorded):
+                if stored != {**wanted_args, "complete": True}:
+                    _write_json(args_path, {**wanted_args, "complete": True})
+                return None
+            write_jsonl(planned_path, recorded)  # re-render the missing PNGs of these scenes
+    if planned_path.is_file():
+        try:
+            planned = load_jsonl(planned_path)
+        except ValueError as error:
+            raise DatasetError(f"{error}; set force_overwrite = true to start over") from None
+        if len(planned) != wanted_args["n_samples"]:
+            raise DatasetError(f"{planned_path} holds {len(planned)} scenes, expected "
+                               f"{wanted_args['n_samples']}; set force_overwrite = true")
+    else:
+        if directory.exists() and any(directory.iterdir()):
+            raise DatasetError(
+                f"{directory} exists and is not an unfinished Two4Two split (no {PLANNED}); "
+                "move it away or set force_overwrite = true"
+            )
+        directory.mkdir(parents=True, exist_ok=True)
+        planned = plan()
+        write_jsonl(planned_path, planned)
+    _write_json(args_path, {**wanted_args, "complete": False})
+    return planned
+
+
+def _foreign_split(directory: Path, stored: dict[str, Any],
+                   wanted: dict[str, Any]) -> list[SceneParameters] | None:
+    """A split written by another tool (e.g. the released datasets): accept it if complete."""
+    path = directory / PARAMETERS
+    n_lines = len(load_jsonl(path)) if path.is_file() else 0
+    if n_lines >= wanted["n_samples"]:
+        return None
+    raise DatasetError(
+        f"{directory} was not written by this tool and holds {n_lines} of "
+        f"{wanted['n_samples']} scenes; set force_overwrite = true to re-render it"
+    )
+
+
+def _finish(directory: Path, args: dict[str, Any], n_samples: int) -> None:
+    recorded = load_jsonl(directory / PARAMETERS) if (directory / PARAMETERS).exists() else []
+    if len(recorded) != n_samples:
+        raise DatasetError(f"{directory}: {len(recorded)} of {n_samples} scenes recorded "
+                           "after rendering; rerun to finish the split")
+    _write_json(directory / SPLIT_ARGS, {**args, "complete": True})
+    (directory / PLANNED).unlink(missing_ok=True)
+
+
+def _render_split(config: DatasetConfig, split: SplitConfig, sampler: Sampler,
+                  render_fn: RenderFn, progress: bool) -> dict[str, Any]:
+    output_dir = Path(config.output_dir)
+    directory = output_dir / split.name
+    args = _split_args(config, split)
+    if config.force_overwrite:
+        _remove_dir(directory)
+        for attrs in split.interventions:
+            _remove_dir(output_dir / intervention_dirname(split.name, attrs))
+    planned = _prepare_dir(directory, args,
+                           lambda: _plan_split(sampler, config, split, progress))
+    if planned is not None:
+        _render_missing(directory, planned, config, render_fn, progress)
+        _finish(directory, args, split.n_samples)
+    return args
+
+
+def _render_intervention(config: DatasetConfig, split: SplitConfig, split_args: dict[str, Any],
+                         attrs: list[str], sampler: Sampler, render_fn: RenderFn,
+                         progress: bool) -> None:
+    output_dir = Path(config.output_dir)
+    dirname = intervention_dirname(split.name, attrs)
+    directory = output_dir / dirname
+    seed = _derive_seed(f"{split_args['seed']}/{dirname}")
+    args = {**split_args, "split": dirname, "original_split": split.name,
+            "modified_attributes": list(attrs), "interventions": [], "seed": seed}
+    originals = load_jsonl(output_dir / split.name / PARAMETERS)
+
+    def plan() -> list[SceneParameters]:
+        return _plan_interventions(sampler, originals, attrs, seed)
+
+    planned = _prepare_dir(directory, args, plan)
+    if planned is None:
+        return
+    if [p.original_id for p in planned] != [p.id for p in originals]:
+        raise DatasetError(f"{directory}: its scenes are not clones of {split.name}'s scenes "
+                           "in order; set force_overwrite = true to start over")
+    _write_json(directory / INTERVENTION, {"modified_attributes": list(attrs),
+                                           "split_args": {**split_args, "complete": True},
+                                           "dirname": dirname})
+    _render_missing(directory, planned, config, render_fn, progress)
+    _finish(directory, args, split.n_samples)
+
+
+def render_dataset_config(config: DatasetConfig, render_fn: RenderFn | None = None,
+                          progress: bool = True) -> list[Path]:
+    """Render every split of ``config`` and its intervention sets (resumably).
+
+    Args:
+        config: a validated dataset config.
+        render_fn: a function with the signature of :func:`two4two.blender.render`
+            (tests pass a fake). Default: one :class:`two4two.blender.Renderer`
+            pool for the whole dataset, so Blender starts once, not per split.
+        progress: show tqdm progress bars.
+
+    Returns:
+        the directories written (splits, then their intervention directories).
+
+    Raises:
+        DatasetError: an existing directory conflicts with the config.
+        two4two.blender.RenderError: bpy is missing or a worker died (rerun to resume).
+    """
+    if render_fn is not None:
+        return _render_all(config, render_fn, progress)
+    from two4two.blender import Renderer
+
+    with Renderer(config.n_processes, samples=config.render_samples,
+                  print_output=config.debug, print_cmd=config.debug) as renderer:
+
+        def pooled(params: Sequence[SceneParameters], n_processes: int = 0,
+                   chunk_size: int = 1, output_dir: str | os.PathLike | None = None,
+                   *, samples: int = config.render_samples, **_: Any,
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray, SceneParameters]]:
+            return renderer.render(params, chunk_size=chunk_size, output_dir=output_dir,
+                                   samples=samples)
+
+        return _render_all(config, pooled, progress)
+
+
+def _render_all(config: DatasetConfig, render_fn: RenderFn, progress: bool) -> list[Path]:
+    sampler = make_sampler(config)
+    written = []
+    for split in config.split:
+        args = _render_split(config, split, sampler, render_fn, progress)
+        written.append(Path(config.output_dir) / split.name)
+        for attrs in split.interventions:
+            _render_intervention(config, split, args, attrs, sampler, render_fn, progress)
+            written.append(Path(config.output_dir) / intervention_dirname(split.name, attrs))
+    return written
+
+
+def iter_dataset_dirs(configs: Iterable[DatasetConfig]) -> Iterator[Path]:
+    """All directories the configs write (splits and intervention dirs), in render order."""
+    for config in configs:
+        for split in config.split:
+            yield Path(config.output_dir) / split.name
+            for attrs in split.interventions:
+                yield Path(config.output_dir) / intervention_dirname(split.name, attrs)

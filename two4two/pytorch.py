@@ -1,0 +1,174 @@
+"""``Two4Two``: a PyTorch dataset over a rendered split directory.
+
+``Two4Two(root, split)`` reads ``<root>/<split>/parameters.jsonl`` and the PNGs
+next to it. Items are ``(image, mask, labels)`` or ``(image, labels)``:
+
+* ``image`` -- ``transform(PIL RGB image)``; with the default ``ToTensor()``
+  a float tensor ``[3, H, W]`` in [0, 1];
+* ``mask`` -- ``torch.uint8`` ``[1, H, W]``, labels 0 (background) .. 8 (blocks);
+  the image transform is *not* applied to it;
+* ``labels`` -- ``torch.float32`` ``[n]``, one value per return attribute
+  (``obj_name``: peaky 0, stretchy 1; booleans 0/1; numbers as they are).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.utils.data
+from PIL import Image
+from torchvision import transforms
+
+from two4two.scene_parameters import OBJ_NAMES, SAMPLED_ATTRIBUTES, SceneParameters, load_jsonl
+
+__all__ = ["Two4Two", "Two4TwoDatasetError", "all_attributes"]
+
+all_attributes: list[str] = [
+    "obj_name",
+    "labeling_error",
+    "spherical",
+    "bending",
+    "obj_rotation_roll",
+    "obj_rotation_pitch",
+    "obj_rotation_yaw",
+    "fliplr",
+    "position_x",
+    "position_y",
+    "arm_position",
+    "obj_color",
+    "bg_color",
+]
+"""The scene attributes a dataset can return as labels (``label`` is accepted too)."""
+
+_RETURNABLE = (*all_attributes, "label")
+_DROPPED_COLUMNS = ("obj_color_rgba", "bg_color_rgba", "resolution", "_attributes_status",
+                    "__module__", "__name__")
+
+
+class Two4TwoDatasetError(FileNotFoundError):
+    """A split directory, ``parameters.jsonl`` or an image is missing or unreadable."""
+
+
+def _fix(root: Path) -> str:
+    return (f"re-run the render CLI (two4two_render_dataset CONFIG.toml) to complete the "
+            f"dataset in {root}, or download it again")
+
+
+def default_row(params: SceneParameters) -> dict[str, Any]:
+    """One DataFrame row: the attributes, ids and label, plus ``attribute_status_<attr>``."""
+    state = params.state_dict()
+    row = {key: value for key, value in state.items() if key not in _DROPPED_COLUMNS}
+    for attr in SAMPLED_ATTRIBUTES:
+        row[f"attribute_status_{attr}"] = params.get_status(attr)
+    return row
+
+
+class Two4Two(torch.utils.data.Dataset):
+    """The scenes and images of one split (``<root>/<split>``), in ``parameters.jsonl`` order.
+
+    Args:
+        root: the dataset folder (holding ``train``, ``test``, ...).
+        split: split directory name, e.g. ``train`` or ``test_obj_color``.
+        transform: applied to the PIL RGB image (default ``ToTensor()``).
+        return_attributes: attributes returned as labels (see :data:`all_attributes`).
+        return_segmentation_mask: also return the mask (``[1, H, W]`` uint8).
+
+    Raises:
+        Two4TwoDatasetError: the split folder, its ``parameters.jsonl`` or one
+            of its images is missing (the message names the path and the fix).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        transform: Callable[[Image.Image], Any] | None = transforms.ToTensor(),  # noqa: B008
+        return_attributes: Sequence[str] = ("obj_name",),
+        return_segmentation_mask: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.directory = self.root / split
+        self.transform = transform
+        self.return_segmentation_mask = return_segmentation_mask
+        if not self.directory.is_dir():
+            raise Two4TwoDatasetError(f"{self.directory}: no such split directory; "
+                                      f"{_fix(self.root)}")
+        parameters = self.directory / "parameters.jsonl"
+        if not parameters.is_file():
+            raise Two4TwoDatasetError(f"{parameters}: missing; {_fix(self.root)}")
+        try:
+            self.params: list[SceneParameters] = load_jsonl(parameters)
+        except ValueError as error:
+            raise Two4TwoDatasetError(f"{error}; {_fix(self.root)}") from None
+        for p in self.params:
+            for name in (p.filename, p.mask_filename):
+                if not (self.directory / name).is_file():
+                    raise Two4TwoDatasetError(f"{self.directory / name}: missing image; "
+                                              f"{_fix(self.root)}")
+        self.return_attributes: list[str] = []
+        self.set_return_attributes(return_attributes)
+
+    # ------------------------------------------------------------------ labels
+
+    def set_return_attributes(self, names: Sequence[str]) -> None:
+        """Choose the attributes returned as labels (in this order)."""
+        names = [names] if isinstance(names, str) else list(names)
+        for name in names:
+            if name not in _RETURNABLE:
+                raise ValueError(f"unknown attribute {name!r}; valid: {', '.join(_RETURNABLE)}")
+        self.return_attributes = names
+
+    def get_label_names(self) -> list[str]:
+        """Names of the label vector's entries."""
+        return list(self.return_attributes)
+
+    def labels_of(self, params: SceneParameters) -> torch.Tensor:
+        """The label vector of one scene, ``float32 [n]``."""
+        values = []
+        for name in self.return_attributes:
+            value = getattr(params, name)
+            if name in ("obj_name", "label"):
+                value = OBJ_NAMES.index(value)
+            values.append(float(value))
+        return torch.tensor(values, dtype=torch.float32)
+
+    def get_dataframe(
+        self, to_dict: Callable[[SceneParameters], dict[str, Any]] = default_row
+    ) -> pd.DataFrame:
+        """A DataFrame with one row per scene (default: :func:`default_row`)."""
+        return pd.DataFrame([to_dict(p) for p in self.params])
+
+    # ------------------------------------------------------------------ items
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def _open(self, name: str, mode: str) -> Image.Image:
+        path = self.directory / name
+        try:
+            with Image.open(path) as image:
+                image.load()
+                return image.convert(mode) if image.mode != mode else image.copy()
+        except (OSError, ValueError) as error:
+            raise Two4TwoDatasetError(
+                f"{path}: cannot read image ({error}); delete it and {_fix(self.root)}"
+            ) from None
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        params = self.params[index]
+        image = self._open(params.filename, "RGB")
+        if self.transform is not None:
+            image = self.transform(image)
+        labels = self.labels_of(params)
+        if not self.return_segmentation_mask:
+            return image, labels
+        mask_image = self._open(params.mask_filename, "L")
+        mask = torch.from_numpy(np.array(mask_image, dtype=np.uint8))[None]
+        return image, mask, labels
