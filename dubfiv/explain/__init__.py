@@ -1,0 +1,1 @@
+"""Explanations: counterfactual interpolations, the example-grid baseline, concepts."""
