@@ -1,0 +1,9 @@
+"""The exception of the workflow tools (bad input; the CLIs print it as one line)."""
+
+from __future__ import annotations
+
+__all__ = ["WorkflowError"]
+
+
+class WorkflowError(ValueError):
+    """Bad input to a workflow tool; the message names the file or flag and the fix."""
