@@ -1,0 +1,24 @@
+"""Session fixtures shared by the integration tests (see tests/shared_fixtures.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import shared_fixtures
+
+
+@pytest.fixture(scope="session")
+def small_dataset(request: pytest.FixtureRequest) -> Path:
+    """Folder of the rendered small Two4Two dataset (its parent is a ``dataset_dir``)."""
+    return shared_fixtures.small_dataset(shared_fixtures.cache_root(request.config))
+
+
+@pytest.fixture(scope="session")
+def small_run(request: pytest.FixtureRequest, small_dataset: Path) -> Path:
+    """Run directory of the small model trained briefly on ``small_dataset``."""
+    return shared_fixtures.small_run(shared_fixtures.cache_root(request.config), small_dataset)
