@@ -1,0 +1,70 @@
+"""Atomic writes of the explanations' JSON records and PNG figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from dubfiv.train.checkpoint import atomic_write
+
+__all__ = ["atomic_file", "jsonable", "save_png", "write_json"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_file(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """:func:`~dubfiv.train.checkpoint.atomic_write` with the permissions of a normal
+    new file (``0o666`` minus the umask) instead of the temporary file's ``0o600``."""
+
+    def write_with_mode(tmp: Path) -> None:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+
+    return atomic_write(path, write_with_mode)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with tensors/arrays turned into lists and numpy scalars into Python ones.
+
+    Non-finite floats become the strings ``"nan"``, ``"inf"``, ``"-inf"`` (strict JSON).
+    """
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return [jsonable(v) for v in value.tolist()] if value.ndim else jsonable(value.item())
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path: str | os.PathLike, record: Any) -> Path:
+    """Write ``jsonable(record)`` as indented JSON, atomically (temporary file, rename)."""
+    text = json.dumps(jsonable(record), indent=2, allow_nan=False) + "\n"
+    return atomic_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def save_png(figure: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Save ``figure`` as a PNG, atomically."""
+    return atomic_file(path, lambda tmp: figure.savefig(tmp, format="png", dpi=dpi))
