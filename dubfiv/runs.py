@@ -1,0 +1,255 @@
+"""Load a run directory -- ours or the paper's released one -- into flow + heads + config.
+
+A run directory holds ``models/models.torch`` (a dict with at least
+``model_state`` and ``classifiers``) and ``models/experiment.toml``
+(``DESIGN.md``, "Runs on disk" and "The paper's released model").
+
+The model is rebuilt from ``experiment.toml`` when it parses strictly and its
+model matches the weights. Otherwise (the released run's TOML comes from the
+original code) the architecture is inferred from the state dict
+(:func:`dubfiv.flow.model_config_from_state_dict`) and each head's
+``after_layer`` is read from the raw TOML, its width from ``fc.weight``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import toml
+import torch
+from torch import nn
+
+from dubfiv.config import (
+    ClassifierConfig,
+    ConfigError,
+    ExperimentConfig,
+    from_dict,
+    load_experiment,
+)
+from dubfiv.flow import SequentialFlow, build_flow, flow_from_state_dict
+from dubfiv.flow import model_config_from_state_dict as infer_model_config
+from dubfiv.heads import build_heads, check_heads
+from dubfiv.train.checkpoint import CheckpointError, load_checkpoint
+
+__all__ = ["Run", "RunError", "find_checkpoint", "load_run", "resolve_device"]
+
+
+class RunError(CheckpointError):
+    """A run directory is missing or its files do not describe a model."""
+
+
+@dataclasses.dataclass
+class Run:
+    """A trained model and what it was trained with.
+
+    Attributes:
+        flow: the invertible network (in eval mode, on the requested device).
+        heads: the linear heads, in config order (``heads[i].after_layer``).
+        experiment: the experiment config (for the released run: the inferred
+            model, the heads from the raw TOML, and default training settings).
+        history: the training history (ours: ``train`` / ``validation`` records).
+        run_dir: the run directory.
+        config_source: ``"experiment.toml"``, ``"checkpoint"`` or ``"state_dict"``
+            (architecture inferred from the weights), with the reason appended.
+        raw_experiment: the run's ``experiment.toml`` as parsed TOML (``{}`` if absent).
+        checkpoint_info: the checkpoint's other entries (``samples_seen``, ...)
+            without the weights and optimiser states.
+    """
+
+    flow: SequentialFlow
+    heads: nn.ModuleList
+    experiment: ExperimentConfig
+    history: Any
+    run_dir: Path
+    config_source: str = "experiment.toml"
+    raw_experiment: dict[str, Any] = dataclasses.field(default_factory=dict)
+    checkpoint_info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.flow.parameters()).device
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Per-image input ``(C, H, W)``."""
+        model = self.experiment.model
+        return (model.in_channels, model.image_size, model.image_size)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` -> CUDA if available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def find_checkpoint(run_dir: str | os.PathLike) -> Path:
+    """``<run_dir>/models/models.torch`` (or ``<run_dir>/models.torch``).
+
+    Raises:
+        RunError: the directory or the checkpoint is missing (the message names the path).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: run directory not found.")
+    for candidate in (run_dir / "models" / "models.torch", run_dir / "models.torch"):
+        if candidate.is_file():
+            return candidate
+    raise RunError(
+        f"{run_dir / 'models' / 'models.torch'}: checkpoint not found; is {run_dir} a run "
+        "directory written by dubfiv_train (or the paper's released model)?"
+    )
+
+
+def _strip_module(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if state and all(key.startswith("module.") for key in state):
+        return {key[len("module."):]: value for key, value in state.items()}
+    return dict(state)
+
+
+def _walk_dicts(value: Any) -> Iterator[Mapping[str, Any]]:
+    if isinstance(value, Mapping):
+        yield value
+        for item in value.values():
+            yield from _walk_dicts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk_dicts(item)
+
+
+def _find_int(raw: Mapping[str, Any], names: tuple[str, ...]) -> int | None:
+    for table in _walk_dicts(raw):
+        for name in names:
+            value = table.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+    return None
+
+
+def _heads_from_raw(
+    raw: Mapping[str, Any], head_states: list[Mapping[str, torch.Tensor]], where: Path
+) -> list[ClassifierConfig]:
+    tables = [t for t in _walk_dicts(raw) if isinstance(t.get("after_layer"), int)]
+    if len(tables) != len(head_states):
+        raise RunError(
+            f"{where}: found {len(tables)} tables with 'after_layer' but the checkpoint has "
+            f"{len(head_states)} heads; cannot tell which layer each head reads."
+        )
+    heads = []
+    for table, state in zip(tables, head_states, strict=True):
+        label = table.get("label")
+        heads.append(ClassifierConfig(
+            after_layer=table["after_layer"],
+            in_channels=int(state["fc.weight"].shape[1]),
+            label=label if isinstance(label, str) else "obj_name",
+        ))
+    return heads
+
+
+def _read_raw(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        return toml.loads(path.read_text(encoding="utf-8"))
+    except (toml.TomlDecodeError, UnicodeDecodeError):
+        return {}
+
+
+CANDIDATE_SIZES = (128, 64, 256, 32, 16, 512, 8)
+"""Input sizes tried, in order, when a released TOML does not state ``image_size``."""
+
+
+def _infer_experiment(
+    model_state: Mapping[str, torch.Tensor],
+    head_states: list[Mapping[str, torch.Tensor]],
+    raw: Mapping[str, Any],
+    toml_path: Path,
+    path: Path,
+    reasons: list[str],
+) -> tuple[ExperimentConfig, SequentialFlow]:
+    """Architecture from the weights, heads from the raw TOML; the input size from the
+    TOML (``image_size``) or else the first candidate size at which every head's layer
+    has as many features as its ``fc.weight``."""
+    in_channels = 3  # RGB; the raw TOML's `in_channels` is the head's input width
+    stated = _find_int(raw, ("image_size", "img_size"))
+    classifiers = _heads_from_raw(raw, head_states, toml_path)
+    errors = []
+    for size in (stated,) if stated else CANDIDATE_SIZES:
+        try:
+            model = infer_model_config(model_state, in_channels=in_channels, image_size=size)
+            experiment = ExperimentConfig(model=model, classifiers=classifiers)
+            check_heads(classifiers, model)
+        except ConfigError as error:
+            errors.append(f"at {size}x{size}: {error}")
+            continue
+        flow = flow_from_state_dict(model_state, in_channels=in_channels, image_size=size)
+        return experiment, flow
+    raise RunError(f"{path}: cannot rebuild the model from its weights ("
+                   + "; ".join(errors + reasons) + ")")
+
+
+def load_run(run_dir: str | os.PathLike, device: str | torch.device | None = None) -> Run:
+    """Load a run directory (ours or the paper's released layout) onto ``device``.
+
+    Raises:
+        RunError / CheckpointError: missing directory or checkpoint, or weights that
+            match neither the config nor a known architecture (the message names the path).
+    """
+    run_dir = Path(run_dir)
+    path = find_checkpoint(run_dir)
+    state = load_checkpoint(path, map_location="cpu")
+    if not isinstance(state.get("model_state"), Mapping):
+        raise RunError(f"{path}: no 'model_state' in the checkpoint (keys: {sorted(state)}).")
+    model_state = _strip_module(state["model_state"])
+    head_states = [_strip_module(h) for h in state.get("classifiers") or []]
+    toml_path = path.parent / "experiment.toml"
+    raw = _read_raw(toml_path)
+
+    experiment: ExperimentConfig | None = None
+    source = "experiment.toml"
+    reasons = []
+    try:
+        experiment = load_experiment(toml_path)
+    except ConfigError as error:
+        reasons.append(str(error))
+        if isinstance(state.get("experiment"), Mapping):
+            try:
+                experiment = from_dict(ExperimentConfig, state["experiment"], f"{path}:experiment")
+                source = "checkpoint"
+            except ConfigError as inner:
+                reasons.append(str(inner))
+    flow: SequentialFlow | None = None
+    if experiment is not None:
+        try:
+            flow = build_flow(experiment.model, random_init=False)
+            flow.load_state_dict(model_state, strict=True)
+            if len(experiment.classifiers) != len(head_states):
+                raise RunError(f"{len(experiment.classifiers)} classifier configs but "
+                               f"{len(head_states)} head states")
+        except (RuntimeError, ConfigError) as error:
+            reasons.append(f"{source} does not match the weights: {str(error).splitlines()[0]}")
+            experiment, flow = None, None
+    if experiment is None or flow is None:
+        experiment, flow = _infer_experiment(model_state, head_states, raw, toml_path, path,
+                                             reasons)
+        source = "state_dict (" + "; ".join(reasons) + ")"
+
+    heads = build_heads(experiment.classifiers, experiment.model)
+    for i, (head, head_state) in enumerate(zip(heads, head_states, strict=True)):
+        try:
+            head.load_state_dict(head_state, strict=True)
+        except RuntimeError as error:
+            raise RunError(f"{path}: head {i} does not fit its config: {error}") from error
+    target = resolve_device(device)
+    flow.to(target).eval()
+    heads.to(target).eval()
+    skip = {"model_state", "classifiers", "optimizer", "classifier_optimizers", "grad_scaler",
+            "history"}
+    info = {key: value for key, value in state.items() if key not in skip}
+    return Run(flow=flow, heads=heads, experiment=experiment, history=state.get("history"),
+               run_dir=run_dir, config_source=source, raw_experiment=raw,
+               checkpoint_info=info)

@@ -1,0 +1,44 @@
+"""Training of the invertible network and its heads (``dubfiv_train``).
+
+Public API::
+
+    train(config, output_base_dir, device=..., amp=..., ...) -> run directory
+    resume(run_dir, device=..., ...) -> run directory
+    Trainer, FlowWithHeads, make_optimizer
+    save_checkpoint, load_checkpoint, atomic_write, LegacyObject
+    TrainingError, NonFiniteLossError, InverseCheckError, CheckpointError
+    CHECKPOINT, EXPERIMENT, LOG (paths inside a run directory)
+"""
+
+from dubfiv.train.api import resume, train
+from dubfiv.train.checkpoint import (
+    CheckpointError,
+    LegacyObject,
+    atomic_write,
+    load_checkpoint,
+    save_checkpoint,
+)
+from dubfiv.train.errors import InverseCheckError, NonFiniteLossError, TrainingError
+from dubfiv.train.model import FlowWithHeads, build_model, make_optimizer
+from dubfiv.train.rundir import CHECKPOINT, EXPERIMENT, LOG
+from dubfiv.train.trainer import Trainer
+
+__all__ = [
+    "CHECKPOINT",
+    "EXPERIMENT",
+    "LOG",
+    "CheckpointError",
+    "FlowWithHeads",
+    "InverseCheckError",
+    "LegacyObject",
+    "NonFiniteLossError",
+    "Trainer",
+    "TrainingError",
+    "atomic_write",
+    "build_model",
+    "load_checkpoint",
+    "make_optimizer",
+    "resume",
+    "save_checkpoint",
+    "train",
+]
