@@ -6,7 +6,11 @@ Modules (one job each):
 * :mod:`dubfiv.study.qualtrics` -- ``.qsf`` writer, reader, validator, CSV layout;
 * :mod:`dubfiv.study.preview` -- the offline ``index.html``;
 * :mod:`dubfiv.study.bundle` -- atomic folder builds and ``manifest.json``;
-* :mod:`dubfiv.study.results` -- analysis of Qualtrics' CSV export.
+* :mod:`dubfiv.study.results` -- analysis of Qualtrics' CSV export;
+* :mod:`dubfiv.study.export` -- the exporter (``dubfiv_export_user_study``), with
+  :mod:`dubfiv.study.figures` (explanation images and records) and
+  :mod:`dubfiv.study.task` (attribute answers, prediction tasks); these import torch
+  and are not imported here.
 """
 
 from dubfiv.study.content import (

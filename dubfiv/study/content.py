@@ -439,7 +439,9 @@ def render_page_html(page: Page, src_for: Callable[[StudyImage], str],
             parts.append("</figure>")
         return "\n".join(parts)
     cell = "padding:2px;text-align:center;vertical-align:middle;"
-    rows = ['<table style="border-collapse:collapse;margin:0.5em 0;">']
+    # fixed layout: equal columns, so a short column label does not shrink its images
+    rows = ['<table style="border-collapse:collapse;margin:0.5em 0;table-layout:fixed;'
+            'width:100%;">']
     if grid.col_labels:
         head = f'<th style="{cell}"></th>' if grid.row_labels else ""
         head += "".join(f'<th style="{cell}">{html.escape(lab)}</th>' for lab in grid.col_labels)

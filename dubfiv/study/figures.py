@@ -1,0 +1,361 @@
+"""The explanation material of a user study: print-quality figures, cell images, records.
+
+For each condition (``DESIGN.md``, "Explanations") this module computes the
+explanation with :class:`dubfiv.analysis.Analysis` and writes, into a study
+folder:
+
+* ``figures/<condition>.png`` -- the whole figure (labels, logits) at
+  ``dpi`` dots per inch (stored in the PNG's ``pHYs`` chunk, read back by PIL as
+  ``info["dpi"]`` of at least ``dpi``);
+* ``images/<condition>/...png`` -- every cell of the grid as its own file,
+  enlarged by an integer factor (nearest neighbour, no new detail) to at
+  least ``cell_pixels`` pixels on the long side, with the same dpi; these are
+  the images the survey shows, in an HTML table (:class:`GridLayout`);
+* ``records/<condition>.json`` -- what each image shows: its file, row and
+  column, the split, dataset index and scene id of the real image, the head's
+  logit (for counterfactuals: target and measured logit), the logit bin it
+  falls in (index, bin value, bin range), and the scene parameters of the real
+  image (``parameters.jsonl``; for counterfactuals those of the source image).
+
+Logits are raw logits of the linear head: ``> 0`` predicts ``class_names[1]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+
+from dubfiv.explain.baseline import label_name
+from dubfiv.explain.bins import LogitBins
+from dubfiv.explain.figures import to_hwc
+from dubfiv.explain.records import jsonable, write_json
+from dubfiv.study.content import Condition, GridLayout, Page, StudyImage
+
+if TYPE_CHECKING:
+    from dubfiv.analysis import Analysis
+
+__all__ = [
+    "FIGURES_DIR",
+    "IMAGES_DIR",
+    "RECORDS_DIR",
+    "Material",
+    "MaterialError",
+    "RenderSettings",
+    "baseline_material",
+    "bin_column_labels",
+    "bin_of",
+    "concepts_material",
+    "inn_material",
+    "png_dpi",
+    "save_cell",
+    "save_figure",
+    "scene_of",
+]
+
+FIGURES_DIR = "figures"
+IMAGES_DIR = "images"
+RECORDS_DIR = "records"
+_INCH = 0.0254  # metres
+
+
+class MaterialError(ValueError):
+    """An explanation cannot be turned into study material (e.g. nothing to show)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderSettings:
+    """How images are written.
+
+    Attributes:
+        dpi: dots per inch stored in every PNG (figures are rendered at it).
+        cell_pixels: minimal long side of a cell image in pixels (integer upscaling).
+        class_names: names of label 0 and label 1 (``logit > 0`` -> ``class_names[1]``).
+    """
+
+    dpi: int = 300
+    cell_pixels: int = 256
+    class_names: tuple[str, str] = ("Peaky", "Stretchy")
+
+    def scale(self, height: int, width: int) -> int:
+        """Integer enlargement factor of a ``height`` x ``width`` image."""
+        return max(1, math.ceil(self.cell_pixels / max(height, width, 1)))
+
+
+@dataclasses.dataclass
+class Material:
+    """One condition's material: what the survey shows and what was written."""
+
+    condition: Condition
+    record: dict[str, Any]
+    figure: str
+    record_path: str
+
+
+# ---------------------------------------------------------------------- files
+
+
+def png_dpi(dpi: float) -> tuple[float, float]:
+    """The ``dpi`` to give PIL so that the PNG reads back as at least ``dpi``.
+
+    PNG stores whole pixels per metre; 300 dpi = 11811.02 px/m would round down
+    to 11811 = 299.9994 dpi, so round the pixels per metre up instead.
+    """
+    ppm = math.ceil(dpi / _INCH)
+    return (ppm * _INCH, ppm * _INCH)
+
+
+def save_figure(figure: Figure, path: Path, dpi: int) -> tuple[int, int]:
+    """Save ``figure`` as a PNG at ``dpi``; return its ``(width, height)`` in pixels."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", dpi=dpi, pil_kwargs={"dpi": png_dpi(dpi)})
+    with Image.open(path) as im:
+        return im.size
+
+
+def save_cell(image: torch.Tensor | np.ndarray, path: Path, settings: RenderSettings,
+              outline: np.ndarray | None = None) -> tuple[int, int]:
+    """Write one image ``[3, H, W]`` (floats in [0, 1] or uint8) as an enlarged PNG.
+
+    ``outline`` (bool ``[H, W]``) marks a region whose boundary is drawn in red
+    (inside the region, ``scale // 2`` pixels wide; image borders are not drawn).
+    Returns the file's ``(width, height)``.
+    """
+    from scipy import ndimage
+
+    array = np.round(to_hwc(image) * 255.0).astype(np.uint8)
+    s = settings.scale(*array.shape[:2])
+    array = array.repeat(s, axis=0).repeat(s, axis=1)
+    if outline is not None:
+        mask = np.asarray(outline, dtype=bool).repeat(s, axis=0).repeat(s, axis=1)
+        inner = ndimage.binary_erosion(mask, iterations=max(1, s // 2), border_value=1)
+        array[mask & ~inner] = (255, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, "RGB").save(path, format="PNG", dpi=png_dpi(settings.dpi))
+    return array.shape[1], array.shape[0]
+
+
+def scene_of(dataset: Any, index: int) -> dict[str, Any] | None:
+    """Scene parameters of dataset item ``index`` (``None`` if the dataset has none)."""
+    params = getattr(dataset, "params", None)
+    if params is None:
+        return None
+    state = params[int(index)].state_dict()
+    return {k: v for k, v in state.items() if not k.startswith("_")}
+
+
+# ---------------------------------------------------------------------- bins
+
+
+def bin_of(bins: LogitBins, logit: float) -> dict[str, Any]:
+    """The bin of ``logit``: index, value and range ``[lower edge, upper edge)``."""
+    k = int(bins.assign(np.array([logit]))[0])
+    return {"bin": k, "bin_value": float(bins.values[k]),
+            "bin_range": jsonable([float(bins.edges[k]), float(bins.edges[k + 1])])}
+
+
+def bin_column_labels(bins: LogitBins, class_names: tuple[str, str]) -> list[str]:
+    """Plain column titles such as ``strongly Peaky (score -3.2)``."""
+    c0, c1 = class_names
+    words = [f"strongly {c0}", c0, "undecided", c1, f"strongly {c1}"]
+    if len(bins) != len(words):
+        words = [f"bin {k + 1}" for k in range(len(bins))]
+    return [f"{w} (score {'0' if v == 0 else f'{v:+.1f}'})"
+            for w, v in zip(words, bins.values, strict=True)]
+
+
+def _real_cell(analysis: Analysis, split: str, index: int, image_id: str, logit: float,
+               label: float) -> dict[str, Any]:
+    return {"split": split, "index": int(index), "image_id": str(image_id),
+            "logit": float(logit), "label": float(label),
+            "label_name": label_name(label, analysis.label_attribute),
+            "model_prediction": label_name(float(logit > 0), analysis.label_attribute),
+            "scene": scene_of(analysis.open(split), index)}
+
+
+def _image(folder: Path, rel: str, image: torch.Tensor, settings: RenderSettings, alt: str,
+           outline: np.ndarray | None = None) -> StudyImage:
+    width, height = save_cell(image, folder / rel, settings, outline)
+    return StudyImage(rel, alt=alt, width=width, height=height)
+
+
+def _finish(folder: Path, key: str, condition: Condition, record: dict[str, Any],
+            figure: Figure, settings: RenderSettings) -> Material:
+    fig_rel = f"{FIGURES_DIR}/{key}.png"
+    width, height = save_figure(figure, folder / fig_rel, settings.dpi)
+    record["figure"] = {"path": fig_rel, "dpi": settings.dpi, "width": width, "height": height}
+    rec_rel = f"{RECORDS_DIR}/{key}.json"
+    (folder / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
+    write_json(folder / rec_rel, record)
+    return Material(condition, record, fig_rel, rec_rel)
+
+
+def _grid_record(key: str, page: Page, settings: RenderSettings) -> dict[str, Any]:
+    grid = page.grid
+    assert grid is not None
+    return {"condition": key, "class_names": list(settings.class_names),
+            "logit_meaning": f"raw logit of the linear head; > 0 predicts "
+                             f"{settings.class_names[1]}",
+            "grid": dataclasses.asdict(grid), "cell_dpi": settings.dpi}
+
+
+# ---------------------------------------------------------------------- conditions
+
+
+def baseline_material(analysis: Analysis, folder: Path, rows: int, seed: int,
+                      settings: RenderSettings) -> Material:
+    """The logit-binned grid of real validation images (``rows`` x 5 bins)."""
+    result = analysis.baseline(n_rows=rows, seed=seed, save=False)
+    assert result.images is not None
+    n_rows, n_bins = result.shape
+    labels = bin_column_labels(result.bins, settings.class_names)
+    images, cells = [], []
+    for r in range(n_rows):
+        for k in range(n_bins):
+            rel = f"{IMAGES_DIR}/baseline/row{r + 1}_bin{k + 1}.png"
+            images.append(_image(folder, rel, result.images[r, k], settings,
+                                 alt=f"{labels[k]}, example {r + 1}"))
+            cell = {"path": rel, "row": r, "col": k, "kind": "real",
+                    **_real_cell(analysis, result.split, result.indices[r, k],
+                                 result.image_ids[r][k], result.logits[r, k],
+                                 result.labels[r, k])}
+            cell.update(bin_of(result.bins, cell["logit"]))
+            cells.append(cell)
+    c0, c1 = settings.class_names
+    page = Page(
+        "Images sorted by the model's score",
+        f"<p>Each column shows real images for which the model computed a similar score. "
+        f"Negative scores mean the model predicts {c0}, positive scores {c1}; the further "
+        "from zero, the more certain the model is.</p>",
+        images, GridLayout(n_rows, n_bins, [], labels))
+    condition = Condition(
+        "baseline", "Example images sorted by the model's score",
+        f"<p>The model sorts images of two abstract animals into {c0} and {c1}. On the "
+        "next page you see real images, grouped by the score the model gave them. Study "
+        "them to find out what the model looks at.</p>", [page])
+    record = _grid_record("baseline", page, settings)
+    record.update(kind="baseline", explanation=result.record(), cells=cells)
+    return _finish(folder, "baseline", condition, record, result.figure(), settings)
+
+
+def inn_material(analysis: Analysis, folder: Path, rows: int, seed: int, p_hi: float,
+                 settings: RenderSettings) -> Material:
+    """Counterfactual interpolations of ``rows`` validation images to the 5 bin values."""
+    available = len(analysis.split_data("validation"))
+    if rows > available:
+        raise MaterialError(f"--rows {rows}: the counterfactuals need as many validation "
+                            f"images, the sample has {available}; use fewer rows")
+    grid = analysis.interpolation(n_rows=rows, p_hi=p_hi, seed=seed, save=False)
+    n_rows, n_targets = grid.logits.shape
+    labels = ["real image", *bin_column_labels(grid.bins, settings.class_names)]
+    images, cells = [], []
+    for r in range(n_rows):
+        rel = f"{IMAGES_DIR}/inn/row{r + 1}_real.png"
+        images.append(_image(folder, rel, grid.originals[r], settings,
+                             alt=f"real image {r + 1}"))
+        real = _real_cell(analysis, grid.split, grid.indices[r], grid.image_ids[r],
+                          grid.original_logits[r], grid.labels[r])
+        cell = {"path": rel, "row": r, "col": 0, "kind": "real", **real}
+        cell.update(bin_of(grid.bins, cell["logit"]))
+        cells.append(cell)
+        for t in range(n_targets):
+            rel = f"{IMAGES_DIR}/inn/row{r + 1}_target{t + 1}.png"
+            images.append(_image(folder, rel, grid.images[r, t], settings,
+                                 alt=f"image {r + 1} changed to {labels[t + 1]}"))
+            cells.append({
+                "path": rel, "row": r, "col": t + 1, "kind": "counterfactual",
+                "source": {k: real[k] for k in ("split", "index", "image_id", "logit",
+                                                "label", "label_name")},
+                "source_scene": real["scene"],
+                "target_logit": float(grid.targets[t]), "logit": float(grid.logits[r, t]),
+                "abs_deviation": float(grid.deviation[r, t]),
+                "clipped_fraction": float(grid.clipped_fraction[r, t]),
+                "target_bin": t, **bin_of(grid.bins, float(grid.logits[r, t]))})
+    c0, c1 = settings.class_names
+    page = Page(
+        "How the image would have to change",
+        "<p>The first image of each row is a real image. The images to its right are "
+        "computer-generated versions of it, changed just enough that the model gives the "
+        f"score above the column (negative: {c0}, positive: {c1}).</p>",
+        images, GridLayout(n_rows, n_targets + 1, [], labels))
+    condition = Condition(
+        "inn", "Counterfactual explanations",
+        f"<p>The model sorts images of two abstract animals into {c0} and {c1}. On the "
+        "next page you see real images and how they would have to look for the model to "
+        "change its score. Study them to find out what the model looks at.</p>", [page])
+    record = _grid_record("inn", page, settings)
+    record.update(kind="counterfactual_interpolation", explanation=grid.record(), cells=cells)
+    return _finish(folder, "inn", condition, record, grid.figure(), settings)
+
+
+def concepts_material(analysis: Analysis, folder: Path, seed: int, settings: RenderSettings,
+                      method: str = "nmf", n_concepts: int = 8, n_per_sign: int = 2,
+                      n_images: int = 6, n_fit_images: int = 1000,
+                      n_eval_images: int = 1000, resolution: int | None = None) -> Material:
+    """Concepts of an 8x8 (else 4x4) layer: per shown concept its top validation images.
+
+    Raises:
+        MaterialError: no concept to show, or no layer at the requested resolution.
+    """
+    errors = []
+    report = None
+    for res in (resolution,) if resolution else (8, 4):
+        try:
+            report = analysis.concepts(method=method, n_concepts=n_concepts, resolution=res,  # type: ignore[arg-type]
+                                       n_fit_images=n_fit_images, n_eval_images=n_eval_images,
+                                       render_split="validation", n_per_sign=n_per_sign,
+                                       n_images=n_images, seed=seed, save=False)
+            break
+        except ValueError as error:
+            if "no 1x1 convolution" not in str(error):
+                raise
+            errors.append(str(error))
+    if report is None:
+        raise MaterialError("--condition concepts: " + "; ".join(errors))
+    if report.images is None or report.outlines is None or not report.shown:
+        raise MaterialError("--condition concepts: no concept correlates with the logit, "
+                            "nothing to show; try --n_concepts or --condition baseline/inn")
+    data = analysis.split_data(report.render_split)
+    baseline_bins = analysis.bins()
+    c0, c1 = settings.class_names
+    row_labels, images, cells = [], [], []
+    for r, shown in enumerate(report.shown):
+        towards = c1 if shown["sign"] > 0 else c0
+        row_labels.append(f"concept {r + 1}: points to {towards}")
+        for j in range(report.images.shape[1]):
+            rel = f"{IMAGES_DIR}/concepts/concept{r + 1}_image{j + 1}.png"
+            outline = report.outlines[r, j]
+            images.append(_image(folder, rel, report.images[r, j], settings,
+                                 alt=f"concept {r + 1}, example {j + 1}", outline=outline))
+            position = int(shown["positions"][j])
+            cell = {"path": rel, "row": r, "col": j, "kind": "concept_example",
+                    "concept": int(shown["concept"]), "sign": int(shown["sign"]),
+                    "correlation": float(shown["correlation"]),
+                    "score": float(shown["scores"][j]),
+                    "outlined_fraction": float(np.mean(outline)),
+                    **_real_cell(analysis, report.render_split, shown["indices"][j],
+                                 shown["image_ids"][j], data.logits[position],
+                                 data.labels[position])}
+            cell.update(bin_of(baseline_bins, cell["logit"]))
+            cells.append(cell)
+    page = Page(
+        "Patterns the model has learned",
+        "<p>Each row shows one pattern (a concept) the model has learned, with the real "
+        "images that show it most. The red outline marks where the pattern is. The row "
+        "title says which class the pattern makes the model predict.</p>",
+        images, GridLayout(len(report.shown), report.images.shape[1], row_labels, []))
+    condition = Condition(
+        "concepts", "Concepts the model has learned",
+        f"<p>The model sorts images of two abstract animals into {c0} and {c1}. On the "
+        "next page you see patterns the model has learned to detect and which class each "
+        "pattern points to. Study them to find out what the model looks at.</p>", [page])
+    record = _grid_record("concepts", page, settings)
+    record.update(kind="concepts", explanation=report.record(),
+                  baseline_bins=baseline_bins.to_dict(), cells=cells)
+    return _finish(folder, "concepts", condition, record, report.figure(), settings)
