@@ -22,3 +22,22 @@ def small_dataset(request: pytest.FixtureRequest) -> Path:
 def small_run(request: pytest.FixtureRequest, small_dataset: Path) -> Path:
     """Run directory of the small model trained briefly on ``small_dataset``."""
     return shared_fixtures.small_run(shared_fixtures.cache_root(request.config), small_dataset)
+
+
+@pytest.fixture(scope="session")
+def small_supervised(request: pytest.FixtureRequest, small_dataset: Path) -> Path:
+    """Directory of the supervised CNN trained briefly on ``small_dataset``."""
+    return shared_fixtures.small_supervised(shared_fixtures.cache_root(request.config),
+                                            small_dataset)
+
+
+@pytest.fixture(scope="session")
+def medium_dataset(request: pytest.FixtureRequest) -> Path:
+    """Folder of the medium biased dataset (3000 train / 300 test images; slow to render)."""
+    return shared_fixtures.medium_dataset(shared_fixtures.cache_root(request.config))
+
+
+@pytest.fixture(scope="session")
+def medium_run(request: pytest.FixtureRequest, medium_dataset: Path) -> Path:
+    """Run directory of the small model trained longer on ``medium_dataset`` (slow)."""
+    return shared_fixtures.medium_run(shared_fixtures.cache_root(request.config), medium_dataset)
