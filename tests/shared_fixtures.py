@@ -62,6 +62,8 @@ def cache_root(pytest_config: pytest.Config) -> Path:
 
 def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     """Build ``target`` with ``build(tmp)`` unless it exists; atomic and process-safe."""
+    if target.exists():  # built earlier: no need to wait for the lock
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -65,7 +65,7 @@ def _check_records(out: Path) -> None:
 
 
 def test_notebook_runs_on_the_small_run(
-    small_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_run: Path, small_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from nbclient import NotebookClient
 
@@ -98,5 +98,6 @@ def test_notebook_runs_on_the_small_run(
     assert f"accuracy {accuracy:.3f}" in text
     # the trainer's last validation saw the same images (with dequantisation noise)
     last = analysis.run.history["validation"][-1]
-    assert last["n"] == len(analysis.treatment) == 100
+    n_validation = sum(1 for _ in (small_dataset / "validation" / "parameters.jsonl").open())
+    assert last["n"] == len(analysis.treatment) == n_validation
     assert abs(accuracy - last["head_0_accuracy"]) <= 0.05

@@ -1,0 +1,97 @@
+"""End to end: the quick start with a reduced budget, on the session's rendered dataset.
+
+The render step is exercised by reuse (the small dataset rendered by the session
+fixture is linked into the output folder, as a second quick start would find
+it); training, the ground truth and the study export run for real. A second call
+must reuse everything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dubfiv.cli.quickstart import main
+from dubfiv.quickstart import QuickstartConfig, run_quickstart
+from dubfiv.study.bundle import verify_manifest
+from dubfiv.study.export import PLACEHOLDER_BASE_URL
+from dubfiv.study.qualtrics import read_qsf, validate_qsf
+
+TRAIN_SAMPLES = 1600
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory: pytest.TempPathFactory, small_dataset: Path) -> Path:
+    out = tmp_path_factory.mktemp("quickstart")
+    (out / "data").mkdir()
+    (out / "data" / small_dataset.name).symlink_to(small_dataset, target_is_directory=True)
+    status = main(["--output", str(out), "--device", "cpu",
+                   "--train_samples", str(TRAIN_SAMPLES), "--quiet"])
+    assert status == 0
+    return out
+
+
+def _image_std(path: Path) -> float:
+    return float(np.asarray(Image.open(path).convert("RGB"), dtype=np.float64).std())
+
+
+def test_run_and_reports_exist(quickstart: Path) -> None:
+    runs = [p for p in (quickstart / "models").iterdir() if p.is_dir()]
+    assert len(runs) == 1
+    run = runs[0]
+    assert (run / "models" / "models.torch").is_file()
+    report = json.loads((run / "ground_truth" / "ground_truth.json").read_text())
+    assert {"arm_position", "obj_color", "bg_color"} <= set(report["attributes"])
+    for attr in report["attributes"].values():
+        assert isinstance(attr["relevant"], bool)
+        assert np.isfinite(attr["mean_abs_delta_logit"]["value"])
+    assert _image_std(run / "ground_truth" / "ground_truth.png") > 5
+
+
+def test_study_folder_is_complete_and_non_trivial(quickstart: Path) -> None:
+    study = quickstart / "user_study"
+    assert verify_manifest(study) == []
+    qsf = json.loads((study / "study.qsf").read_text())
+    assert validate_qsf(qsf, folder=study, image_base_url=PLACEHOLDER_BASE_URL) == []
+    assert set(read_qsf(study / "study.qsf").conditions) == {"baseline", "inn", "concepts"}
+    for condition in ("baseline", "inn", "concepts"):
+        figure = study / "figures" / f"{condition}.png"
+        assert _image_std(figure) > 5, f"{figure} is (nearly) constant"
+        cells = sorted((study / "images" / condition).glob("*.png"))
+        assert len(cells) >= 5
+        assert max(_image_std(c) for c in cells) > 5
+    record = json.loads((study / "records" / "baseline.json").read_text())
+    logits = np.array([c["logit"] for row in record["explanation"]["cells"] for c in row])
+    assert logits.std() > 0.05, "the head's logits do not spread"
+    assert (logits < 0).any() and (logits > 0).any()
+    inn = json.loads((study / "records" / "inn.json").read_text())
+    assert inn["explanation"]["max_abs_logit_deviation"] < 1e-3
+
+
+def test_second_call_reuses_everything(quickstart: Path) -> None:
+    run = next(p for p in (quickstart / "models").iterdir() if p.is_dir())
+    checkpoint = run / "models" / "models.torch"
+    before = checkpoint.stat().st_mtime_ns
+    result = run_quickstart(
+        QuickstartConfig(output=quickstart, device="cpu", train_samples=TRAIN_SAMPLES,
+                         progress=False),
+        log=lambda _: None,
+    )
+    assert result.steps == {"dataset": "reused", "model": "reused",
+                            "ground_truth": "reused", "user_study": "reused"}
+    assert result.run_dir == run
+    assert checkpoint.stat().st_mtime_ns == before
+
+
+def test_missing_config_is_one_clear_error(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["--output", str(tmp_path), "--model_config", str(tmp_path / "nope.toml"),
+                   "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert status == 1
+    assert len(err.splitlines()) == 1 and "nope.toml" in err and "not found" in err
+    assert not (tmp_path / "models").exists()
