@@ -36,7 +36,7 @@ from dubfiv.supervised.inference import SupervisedModel
 IMAGES_PER_CHUNK = 512
 """Counterfactual images held in memory at a time (images x targets)."""
 
-__all__ = ["CounterfactualReadout", "analyse_counterfactuals", "plot_analysis",
+__all__ = ["CounterfactualReadout", "analyse_counterfactuals", "plot_analysis", "readout_points",
            "regress_attributes", "run_analysis", "write_analysis"]
 
 
@@ -256,5 +256,17 @@ def run_analysis(
                        "slope_interval: 95% bootstrap over images"),
         "ranking_by_abs_correlation": ranking,
         "attributes": results,
+        "points": readout_points(readout),
     }
     return report, readout
+
+
+def readout_points(readout: CounterfactualReadout, decimals: int = 5) -> dict[str, Any]:
+    """The regression's data as JSON lists (rounded): ``delta_logit`` ``[N][T]`` and, per
+    attribute, ``delta_attributes[name]`` ``[N][T]`` (for figures drawn later from the JSON)."""
+    def rounded(array: np.ndarray) -> list[Any]:
+        return np.round(np.asarray(array, dtype=np.float64), decimals).tolist()
+
+    return {"delta_logit": rounded(readout.delta_logit),
+            "delta_attributes": {name: rounded(readout.delta_attributes[..., j])
+                                 for j, name in enumerate(readout.names)}}

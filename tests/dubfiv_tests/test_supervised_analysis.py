@@ -92,6 +92,9 @@ def test_cli_writes_json_and_figure(small_supervised: Path, small_run: Path,
     report = json.loads((out / "supervised_analysis.json").read_text())
     assert (out / "supervised_analysis.png").stat().st_size > 1000
     assert report["resized"] is True
+    # the raw points are kept for figures drawn later (dubfiv_generate_figures)
+    assert np.shape(report["points"]["delta_logit"]) == (6, 5)
+    assert set(report["points"]["delta_attributes"]) == set(report["attributes"])
     assert len(report["target_logits"]) == 5 and report["n_images"] == 6
     hi = report["logit_bins"]["values"][-1]
     assert report["target_logits"] == pytest.approx(list(np.linspace(-hi, hi, 5)))
