@@ -146,7 +146,25 @@ class Analysis:
             RunError / CheckpointError: the run cannot be loaded.
             AnalysisError / DatasetError: the datasets cannot be found or read.
         """
-        run = load_run(run_dir, device=resolve_device(device))
+        return cls.from_run(load_run(run_dir, device=resolve_device(device)), dataset_dir,
+                            n_samples, seed, head, batch_size, cache, output_dir, progress)
+
+    @classmethod
+    def from_run(
+        cls,
+        run: Run,
+        dataset_dir: str | os.PathLike | None = None,
+        n_samples: int = 3000,
+        seed: int = 0,
+        head: int = 0,
+        batch_size: int = 32,
+        cache: bool = True,
+        output_dir: str | os.PathLike | None = None,
+        progress: bool = True,
+    ) -> Analysis:
+        """:meth:`from_checkpoint` for a run already loaded (:func:`~dubfiv.runs.load_run`),
+        on the run's device."""
+        run_dir = run.run_dir
         if not 0 <= head < len(run.heads):
             raise AnalysisError(f"{run_dir}: head {head} requested but the run has "
                                 f"{len(run.heads)} head(s)")

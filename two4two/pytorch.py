@@ -29,21 +29,7 @@ from two4two.scene_parameters import OBJ_NAMES, SAMPLED_ATTRIBUTES, SceneParamet
 
 __all__ = ["Two4Two", "Two4TwoDatasetError", "all_attributes"]
 
-all_attributes: list[str] = [
-    "obj_name",
-    "labeling_error",
-    "spherical",
-    "bending",
-    "obj_rotation_roll",
-    "obj_rotation_pitch",
-    "obj_rotation_yaw",
-    "fliplr",
-    "position_x",
-    "position_y",
-    "arm_position",
-    "obj_color",
-    "bg_color",
-]
+all_attributes: list[str] = list(SAMPLED_ATTRIBUTES)
 """The scene attributes a dataset can return as labels (``label`` is accepted too)."""
 
 _RETURNABLE = (*all_attributes, "label")

@@ -222,10 +222,10 @@ def _load(config: ExportConfig) -> Analysis:
     """The run's :class:`~dubfiv.analysis.Analysis` (after checking it has the head)."""
     from dubfiv.analysis import Analysis, AnalysisError
     from dubfiv.cli._oneline import user_errors
-    from dubfiv.runs import load_run
+    from dubfiv.runs import load_run, resolve_device
 
     try:
-        run = load_run(config.run_dir, device="cpu")
+        run = load_run(config.run_dir, device=resolve_device(config.device))
     except user_errors() as exc:
         raise ExportError(f"--model: {exc}") from exc
     if not run.heads:
@@ -234,10 +234,9 @@ def _load(config: ExportConfig) -> Analysis:
                           "with a [[classifiers]] table")
     if config.head >= len(run.heads):
         raise ExportError(f"--head {config.head}: the run has {len(run.heads)} head(s)")
-    del run
     try:
-        return Analysis.from_checkpoint(
-            config.run_dir, device=config.device, dataset_dir=config.dataset_dir,
+        return Analysis.from_run(
+            run, dataset_dir=config.dataset_dir,
             n_samples=config.n_samples, seed=config.seed, head=config.head,
             batch_size=config.batch_size, cache=config.cache, progress=config.progress)
     except AnalysisError as exc:

@@ -357,9 +357,8 @@ class _Drawer:
 
         if self._analysis is None and not self._analysis_error:
             try:
-                self._analysis = Analysis.from_checkpoint(
-                    self.run_dir, device=self.options.device,
-                    dataset_dir=self.options.dataset_dir, seed=self.options.seed,
+                self._analysis = Analysis.from_run(
+                    self.run(), dataset_dir=self.options.dataset_dir, seed=self.options.seed,
                     progress=self.options.progress)
             except (AnalysisError, DatasetError, Two4TwoDatasetError) as error:
                 self._analysis_error = (f"{' '.join(str(error).split())} (give the dataset "
@@ -367,11 +366,11 @@ class _Drawer:
         return self._analysis
 
     def run(self) -> Run:
-        from dubfiv.runs import load_run
+        """The run, loaded once (on the requested device: the image figures need it)."""
+        from dubfiv.runs import load_run, resolve_device
 
         if self._run is None:
-            self._run = self._analysis.run if self._analysis is not None else \
-                load_run(self.run_dir, device="cpu")
+            self._run = load_run(self.run_dir, device=resolve_device(self.options.device))
         return self._run
 
     def save(self, name: str, figure: Figure) -> FigureOutcome:
