@@ -37,10 +37,11 @@ OPTIONS:
 
 Behaviour:
   * idempotent: an artifact unpacked by this script (marker file ${MARKER}) is skipped;
-  * a partial archive download is resumed (curl -C -);
-  * sizes are checked against the server's Content-Length before unpacking;
-  * an existing archive larger than the server's, or an existing target folder that this
-    script did not create, is never overwritten: the script stops and says what to move.
+  * downloads go to ARCHIVE.part, which a later run resumes (curl -C -), and are
+    renamed to ARCHIVE once their size matches the server's Content-Length;
+  * an existing ARCHIVE whose size differs from the server's, or an existing target
+    folder that this script did not create, is never overwritten: the script stops
+    and says what to move (only sizes are compared: no checksums are published).
 
 Load the model afterwards with, e.g.:
   dubfiv_model_summary MODEL_DIR/${MODEL_DIRNAME}
@@ -94,18 +95,24 @@ remote_size() {
 
 file_size() { stat -c %s "$1"; }
 
-# fetch URL ARCHIVE: download (or resume) ARCHIVE and verify its size.
+# fetch URL ARCHIVE: download ARCHIVE into ARCHIVE.part (resuming a .part left by an
+# interrupted run), verify its size, then rename it to ARCHIVE. An existing ARCHIVE is
+# accepted only if its size is the server's; it is never appended to or replaced.
 fetch() {
-    local url="$1" archive="$2" expected have
+    local url="$1" archive="$2" part="$2.part" expected have
     expected=$(remote_size "$url")
     if [ -f "$archive" ]; then
         have=$(file_size "$archive")
-        if [ "$have" -gt "$expected" ]; then
-            die "$archive exists and is larger ($have bytes) than the server's file ($expected bytes): it is a different file; move it away and run again"
+        if [ "$have" -ne "$expected" ]; then
+            die "$archive exists with $have bytes but the server's file has $expected: it is a different file; move it away and run again"
         fi
-        if [ "$have" -eq "$expected" ]; then
-            say "$archive already downloaded ($expected bytes)"
-            return 0
+        say "$archive already downloaded ($expected bytes)"
+        return 0
+    fi
+    if [ -f "$part" ]; then
+        have=$(file_size "$part")
+        if [ "$have" -gt "$expected" ]; then
+            die "$part has $have bytes, more than the server's $expected: delete it and run again"
         fi
         say "resuming $archive at $have of $expected bytes"
     else
@@ -113,9 +120,10 @@ fetch() {
     fi
     if [ "$DRY" -eq 1 ]; then return 0; fi
     mkdir -p "$(dirname "$archive")"
-    curl -fL --retry 3 -C - -o "$archive" "$url" || die "download of $url failed; run again to resume"
-    have=$(file_size "$archive")
-    [ "$have" -eq "$expected" ] || die "$archive has $have bytes, expected $expected; run again to resume"
+    curl -fL --retry 3 -C - -o "$part" "$url" || die "download of $url failed; run again to resume"
+    have=$(file_size "$part")
+    [ "$have" -eq "$expected" ] || die "$part has $have bytes, expected $expected; run again to resume"
+    mv "$part" "$archive"
 }
 
 # unpack ARCHIVE DEST_PARENT TARGET: unpack into DEST_PARENT, expecting folder TARGET.
@@ -144,7 +152,7 @@ artifact() {
         fi
         die "$target exists but was not unpacked by this script; move it away (or delete it) and run again"
     fi
-    mkdir -p "$parent"
+    if [ "$DRY" -eq 0 ]; then mkdir -p "$parent"; fi
     fetch "$BASE_URL/$name" "$parent/$name"
     unpack "$parent/$name" "$parent" "$target"
 }
@@ -153,7 +161,7 @@ if [ "$WANT_MODEL" -eq 1 ]; then artifact "$MODEL_ARCHIVE" "$MODEL_DIR" "$MODEL_
 if [ "$WANT_BIASED" -eq 1 ]; then artifact "$BIASED_NAME.tar" "$DATA_DIR" "$BIASED_NAME"; fi
 if [ "$WANT_UNBIASED" -eq 1 ]; then artifact "$UNBIASED_NAME.tar" "$DATA_DIR" "$UNBIASED_NAME"; fi
 if [ "$WANT_SURVEY" -eq 1 ]; then
-    mkdir -p "$DATA_DIR"
+    if [ "$DRY" -eq 0 ]; then mkdir -p "$DATA_DIR"; fi
     fetch "$BASE_URL/$SURVEY_FILE" "$DATA_DIR/$SURVEY_FILE"
 fi
 say "done"

@@ -66,7 +66,7 @@ def test_resumes_partial_download_then_is_idempotent(tmp_path: Path, server: Pat
     archive = server / f"{MODEL}.tar.gz"
     (work / "models").mkdir(parents=True)
     partial = archive.read_bytes()[:100]
-    (work / "models" / archive.name).write_bytes(partial)
+    (work / "models" / f"{archive.name}.part").write_bytes(partial)
     result = _run("--model", "--base-url", f"file://{server}", cwd=work)
     assert result.returncode == 0, result.stderr
     assert "resuming" in result.stdout
@@ -74,6 +74,7 @@ def test_resumes_partial_download_then_is_idempotent(tmp_path: Path, server: Pat
     expected = hashlib.sha256(bytes(range(256)) * 64).hexdigest()
     assert hashlib.sha256(unpacked.read_bytes()).hexdigest() == expected
     assert not (work / "models" / archive.name).exists()  # archive removed after unpacking
+    assert not (work / "models" / f"{archive.name}.part").exists()
     again = _run("--model", "--base-url", f"file://{server}", cwd=work)
     assert again.returncode == 0 and "skipping" in again.stdout
 
@@ -87,6 +88,36 @@ def test_refuses_to_overwrite_a_different_archive(tmp_path: Path, server: Path) 
     assert result.returncode != 0
     assert "different file" in result.stderr
     assert foreign.read_bytes() == b"x" * 100_000
+
+
+@pytest.mark.parametrize("size", ["smaller", "larger"])
+def test_never_appends_to_or_replaces_an_existing_file(tmp_path: Path, server: Path,
+                                                       size: str) -> None:
+    """A file under the survey's name that is not the server's (here a user's own edited
+    survey) is left as it is, whether it is smaller or larger than the server's."""
+    survey = "ICLR2022_Export_Do_Users_Benefit_From_Interpretable_Vision.qsf"
+    (server / survey).write_bytes(bytes(range(256)) * 20)
+    mine = tmp_path / "work" / "data" / survey
+    mine.parent.mkdir(parents=True)
+    text = b'{"my": "own edited survey"}' * (1 if size == "smaller" else 1000)
+    mine.write_bytes(text)
+    result = _run("--survey", "--base-url", f"file://{server}", cwd=tmp_path / "work")
+    assert result.returncode != 0 and "different file" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert mine.read_bytes() == text
+
+
+def test_survey_download_is_renamed_when_complete(tmp_path: Path, server: Path) -> None:
+    survey = "ICLR2022_Export_Do_Users_Benefit_From_Interpretable_Vision.qsf"
+    (server / survey).write_bytes(bytes(range(256)) * 20)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = _run("--survey", "--base-url", f"file://{server}", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert (work / "data" / survey).read_bytes() == (server / survey).read_bytes()
+    assert not (work / "data" / f"{survey}.part").exists()
+    again = _run("--survey", "--base-url", f"file://{server}", cwd=work)
+    assert again.returncode == 0 and "already downloaded" in again.stdout
 
 
 def test_refuses_to_replace_a_folder_it_did_not_make(tmp_path: Path, server: Path) -> None:
@@ -106,3 +137,4 @@ def test_dry_run_downloads_nothing(tmp_path: Path, server: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert not (work / "models" / MODEL).exists()
     assert not (work / "models" / f"{MODEL}.tar.gz").exists()
+    assert not (work / "models").exists()  # a dry run creates no folders either
