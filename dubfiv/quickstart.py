@@ -17,9 +17,11 @@ Layout of the output folder::
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from dubfiv.config import ExperimentConfig, load_experiment
 
@@ -169,17 +171,39 @@ def _export(config: QuickstartConfig, run_dir: Path, dataset: Path, ground_truth
     from dubfiv.study.export import ExportConfig, export_user_study
 
     study = (config.output / "user_study").absolute()
-    if _newer(study / "manifest.json", find_checkpoint(run_dir), ground_truth):
-        log(f"user study: reusing {study}")
-        return study, "reused"
-    log(f"user study: exporting into {study}")
     export = ExportConfig(run_dir=run_dir, output=study, seed=config.seed,
                           dataset_dir=dataset.parent, device=config.device,
                           rows=config.study_rows, progress=config.progress)
     if config.image_base_url is not None:
         export = dataclasses.replace(export, image_base_url=config.image_base_url)
+    if _newer(study / "manifest.json", find_checkpoint(run_dir), ground_truth) \
+            and _same_export_settings(study, export):
+        log(f"user study: reusing {study}")
+        return study, "reused"
+    log(f"user study: exporting into {study}")
     export_user_study(export, log=log if config.progress else None)
     return study, "exported"
+
+
+# settings of an export that do not change what it contains
+_EXPORT_SETTINGS_IGNORED = frozenset({"run_dir", "output", "dataset_dir", "device", "batch_size",
+                                      "cache", "progress"})
+
+
+def _same_export_settings(study: Path, export: Any) -> bool:
+    """Whether the study in ``study`` was exported with ``export``'s settings (seed, image
+    base URL, rows, ...), as recorded in its ``export.json``."""
+    from dubfiv.study.export import EXPORT_JSON
+
+    try:
+        stored = json.loads((study / EXPORT_JSON).read_text(encoding="utf-8"))["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    wanted = {k: (str(v) if isinstance(v, Path) else v)
+              for k, v in dataclasses.asdict(export).items()}
+    wanted = json.loads(json.dumps(wanted, default=str))  # tuples -> lists, as stored
+    return all(stored.get(k) == v for k, v in wanted.items()
+               if k not in _EXPORT_SETTINGS_IGNORED)
 
 
 def run_quickstart(config: QuickstartConfig,

@@ -87,6 +87,28 @@ def test_second_call_reuses_everything(quickstart: Path) -> None:
     assert checkpoint.stat().st_mtime_ns == before
 
 
+def test_changed_export_settings_are_not_reused(quickstart: Path) -> None:
+    """A second call with another image base URL or seed must export the study again (the
+    export's own note tells users to do exactly that): the reuse check compares the settings
+    recorded in the study's export.json; the device, batch size and progress do not count."""
+    import dataclasses
+
+    from dubfiv.quickstart import _same_export_settings
+    from dubfiv.study.export import ExportConfig
+
+    study = quickstart / "user_study"
+    stored = json.loads((study / "export.json").read_text())["config"]
+    same = ExportConfig(run_dir=Path(stored["run_dir"]), output=study, seed=stored["seed"],
+                        dataset_dir=Path(stored["dataset_dir"]), device="cpu",
+                        rows=stored["rows"], progress=True, batch_size=7)
+    assert _same_export_settings(study, same)
+    assert not _same_export_settings(study, dataclasses.replace(same, seed=stored["seed"] + 1))
+    assert not _same_export_settings(
+        study, dataclasses.replace(same, image_base_url="https://me.example.org/study"))
+    assert not _same_export_settings(study, dataclasses.replace(same, rows=same.rows + 1))
+    assert not _same_export_settings(quickstart / "no_study", same)
+
+
 def test_missing_config_is_one_clear_error(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["--output", str(tmp_path), "--model_config", str(tmp_path / "nope.toml"),

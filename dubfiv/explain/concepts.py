@@ -265,7 +265,10 @@ def concept_derivatives(
     for start in tqdm(starts, desc="concept JVPs", disable=not progress, leave=False):
         a = acts[start:start + batch_size].to(device=device, dtype=dtype)
         tangents = d[:, None, :, None, None].expand(k, *a.shape)  # [K, b, C, h, w]
-        with full_precision():
+        with full_precision(), warnings.catch_warnings():
+            # torch.func's own machinery calls the deprecated torch.jit.script (torch >= 2.10)
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*",
+                                    category=FutureWarning)
             out, tan = torch.func.vmap(along, in_dims=(0, None))(tangents, a)  # [K, b] each
         logits.append(out[0].double().cpu())
         derivs.append(tan.T.double().cpu())
