@@ -378,6 +378,18 @@ def load_experiment(path: str | os.PathLike) -> ExperimentConfig:
     return from_dict(ExperimentConfig, _read_toml(path), source=str(path))
 
 
+def _section(data: dict[str, Any], name: str, source: str) -> dict[str, Any]:
+    """The ``[name]`` table of a part file, or the whole file if it has none; a ``[name]``
+    table beside other keys is an error (they would be ignored)."""
+    if name not in data:
+        return data
+    extra = sorted(set(data) - {name})
+    if extra:
+        raise _fail(source, extra[0], f"expected only a [{name}] table in the --{name} file "
+                    "(for a whole experiment file use --experiment).")
+    return data[name]
+
+
 def load_experiment_parts(
     model: str | os.PathLike,
     train: str | os.PathLike,
@@ -388,10 +400,8 @@ def load_experiment_parts(
     Each file may hold its section either at the top level or under its table
     name (``[model]``, ``[train]``, ``[[classifiers]]``).
     """
-    model_data = _read_toml(model)
-    model_data = model_data.get("model", model_data)
-    train_data = _read_toml(train)
-    train_data = train_data.get("train", train_data)
+    model_data = _section(_read_toml(model), "model", str(model))
+    train_data = _section(_read_toml(train), "train", str(train))
     heads: list[ClassifierConfig] = []
     if classifiers is not None:
         cls_data = _read_toml(classifiers)

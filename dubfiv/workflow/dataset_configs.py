@@ -163,6 +163,18 @@ def parse_grid_arg(text: str) -> tuple[str, list[Scalar]]:
     return key, [parse_scalar(item) for item in items]
 
 
+def _dotted(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested TOML tables as dotted keys: ``train.n_samples = [..]`` (parsed as
+    ``{"train": {"n_samples": [..]}}``) -> ``{"train.n_samples": [..]}``."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def load_grid_file(path: str | Path) -> tuple[dict[str, list[Scalar]], dict[str, str]]:
     """Read a grid TOML: ``[grid]`` key = [values] (required), ``[labels]`` key = "word".
 
@@ -186,7 +198,7 @@ def load_grid_file(path: str | Path) -> tuple[dict[str, list[Scalar]], dict[str,
     if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
         raise WorkflowError(f"{path}: [labels] must map grid keys to words (strings)")
     axes: dict[str, list[Scalar]] = {}
-    for key, values in grid.items():
+    for key, values in _dotted(grid).items():
         values = values if isinstance(values, list) else [values]
         if not values or not all(isinstance(v, Scalar) for v in values):
             raise WorkflowError(f"{path}: grid.{key}: expected a non-empty list of numbers, "
@@ -344,6 +356,8 @@ def build_variants(
     prefix = (generator.prefix or posixpath.basename(base_output)) if generator else name
     suffix = generator.suffix if generator else ""
     settings = generator.settings if generator else {}
+    if {**base, **settings}.get("unbiased") is True and not suffix:
+        suffix = "_unbiased"  # never give an unbiased dataset the name of a biased one
     parent = data_dir if data_dir is not None else posixpath.dirname(base_output)
     output_dir = Path(output_dir)
     variants = []

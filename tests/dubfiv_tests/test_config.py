@@ -58,6 +58,20 @@ def test_three_file_form_with_top_level_keys(tmp_path: Path) -> None:
         cfg.load_experiment_parts(tmp_path / "m.toml", tmp_path / "t.toml", tmp_path / "c.toml")
 
 
+@pytest.mark.parametrize("text", ["seeed = 3\n[train]\nbatch_size = 8\n",
+                                  "[train]\nbatch_size = 8\n[bogus]\nx = 1\n"])
+def test_three_file_form_rejects_keys_beside_the_section(tmp_path: Path, text: str) -> None:
+    """A typo or an extra table beside [train] would be silently ignored: it is an error
+    naming the file and the key."""
+    (tmp_path / "m.toml").write_text("image_size = 32\n")
+    (tmp_path / "t.toml").write_text(text)
+    with pytest.raises(cfg.ConfigError, match=r"t\.toml: key '(seeed|bogus)'.*--experiment"):
+        cfg.load_experiment_parts(tmp_path / "m.toml", tmp_path / "t.toml")
+    # the whole paper experiment given as the model part is refused, not half read
+    with pytest.raises(cfg.ConfigError, match=r"model\.toml: key '(classifiers|train)'"):
+        cfg.load_experiment_parts(PAPER, PARTS / "train.toml")
+
+
 @pytest.mark.parametrize("path", [PAPER, SMALL])
 def test_round_trip_through_a_file(path: Path, tmp_path: Path) -> None:
     exp = cfg.load_experiment(path)

@@ -371,9 +371,9 @@ def test_small_config_renders_a_biased_dataset(tmp_path) -> None:
     (config,) = load_dataset_configs(ROOT / "config" / "dataset_small.toml")
     config.output_dir = str(tmp_path / "two4two_small")
     written = render_dataset_config(config, progress=False)
-    sizes = {"train": 400, "validation": 100}
-    for directory in written:
-        check_split(directory, sizes.get(directory.name, 100))
+    sizes = {split.name: split.n_samples for split in config.split}
+    for directory in written:  # intervention splits have the size of the test split
+        check_split(directory, sizes.get(directory.name, sizes["test"]))
     train = load_jsonl(tmp_path / "two4two_small" / "train" / "parameters.jsonl")
     y = [p.obj_name == "stretchy" for p in train]
     assert roc_auc_score(y, [p.arm_position for p in train]) > 0.95

@@ -230,8 +230,10 @@ def test_dead_worker_raises_render_error(tmp_path):
     with Renderer(n_processes=1, samples=1) as pool:
         render_many(pool, [scene()])
         os.kill(pool.worker_pids[0], signal.SIGKILL)
-        with pytest.raises(RenderError, match="died"):
+        with pytest.raises(RenderError, match="died") as failure:
             render_many(pool, [scene()], output_dir=tmp_path)
+        # it had started: the message says it was killed, not how to write a script
+        assert "signal 9" in str(failure.value) and "__main__" not in str(failure.value)
         assert not pool.started and not list(tmp_path.iterdir())
         ((image, _, _),) = render_many(pool, [scene()])  # a new worker takes over
         assert image.shape == (*RES, 3)

@@ -152,10 +152,17 @@ class WorkerPool:
                     if message[0] != "result":
                         self._handle_control(message)
             tail = _log_tail(self._log_paths[worker_id])
-            hint = (f"; last lines of its stderr:\n{tail}" if tail else
-                    "; it left no log (see stderr above). Scripts that render must guard "
-                    "their main code with `if __name__ == '__main__':` because workers are "
-                    "spawned")
+            if tail:
+                hint = f"; last lines of its stderr:\n{tail}"
+            elif worker_id in self.devices:  # it had started: killed or crashed mid-render
+                signal = (f" (signal {-process.exitcode}: killed, e.g. by the out-of-memory "
+                          "killer)" if process.exitcode < 0 else "")
+                hint = (f"{signal}; it left no log. Rendering again resumes where it "
+                        "stopped")
+            else:
+                hint = ("; it left no log (see stderr above). Scripts that render must guard "
+                        "their main code with `if __name__ == '__main__':` because workers "
+                        "are spawned")
             raise WorkerFailure(
                 "died", f"Blender worker {worker_id} (pid {process.pid}) died with exit code "
                 f"{process.exitcode}{hint}", tail)

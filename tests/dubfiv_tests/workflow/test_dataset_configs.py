@@ -91,6 +91,15 @@ def test_grid_file_and_flag_override(tmp_path: Path) -> None:
                                           "fam_slope_5.0_validation_n_samples_9"]
     assert [{s.name: s.n_samples for s in v.config.split}["validation"] for v in variants] == [
         9, 9]
+    # a dotted key written without quotes is a nested TOML table: read as the same key
+    grid.write_text("[grid]\ntrain.n_samples = [11, 12]\n")
+    names = [v.name for v in build_variants(SMALL, "dot", tmp_path / "out", grid_file=grid)]
+    assert names == ["dot_train_n_samples_11", "dot_train_n_samples_12"]
+    # an unbiased base never gets the name of a biased dataset
+    unbiased = ROOT / "config" / "dataset_config_unbiased.toml"
+    [released] = build_variants(unbiased, "released", tmp_path / "out")
+    assert released.name.endswith("_unbiased") and released.config.unbiased
+    assert released.config.output_dir.endswith("_unbiased")
     # a generator's axis can be narrowed from the command line
     [only] = build_variants(PAPER, "finer_search", tmp_path,
                             grid_args=["spherical_uniform_prob=0.33",
