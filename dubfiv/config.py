@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import types
 import typing
 from collections.abc import Mapping
@@ -426,14 +425,6 @@ def dumps(config: Any) -> str:
 
 def save_experiment(config: ExperimentConfig, path: str | os.PathLike) -> Path:
     """Write ``config`` as TOML atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(dumps(config))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from dubfiv.files import atomic_write_text
+
+    return atomic_write_text(path, dumps(config))

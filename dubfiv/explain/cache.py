@@ -31,7 +31,7 @@ from tqdm import tqdm
 from dubfiv.data import to_unit
 from dubfiv.explain.counterfactual import encode
 from dubfiv.explain.precision import full_precision
-from dubfiv.explain.records import atomic_file
+from dubfiv.files import atomic_write
 from dubfiv.flow import SequentialFlow
 from dubfiv.heads import LinearHead
 
@@ -175,7 +175,7 @@ def _save(path: Path, data: SplitData, meta: Mapping[str, Any]) -> None:
                      labels=data.labels, activations=data.activations, logits=data.logits,
                      meta=np.asarray(json.dumps(dict(meta), sort_keys=True)))
 
-    atomic_file(path, write)
+    atomic_write(path, write)
 
 
 def _load(path: Path, meta: Mapping[str, Any]) -> SplitData | None:

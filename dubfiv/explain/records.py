@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,26 +12,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from dubfiv.train.checkpoint import atomic_write
+from dubfiv.files import atomic_write
 
-__all__ = ["atomic_file", "jsonable", "save_png", "write_json"]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_file(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """:func:`~dubfiv.train.checkpoint.atomic_write` with the permissions of a normal
-    new file (``0o666`` minus the umask) instead of the temporary file's ``0o600``."""
-
-    def write_with_mode(tmp: Path) -> None:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-
-    return atomic_write(path, write_with_mode)
+__all__ = ["jsonable", "save_png", "write_json"]
 
 
 def jsonable(value: Any) -> Any:
@@ -62,9 +44,9 @@ def jsonable(value: Any) -> Any:
 def write_json(path: str | os.PathLike, record: Any) -> Path:
     """Write ``jsonable(record)`` as indented JSON, atomically (temporary file, rename)."""
     text = json.dumps(jsonable(record), indent=2, allow_nan=False) + "\n"
-    return atomic_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def save_png(figure: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Save ``figure`` as a PNG, atomically."""
-    return atomic_file(path, lambda tmp: figure.savefig(tmp, format="png", dpi=dpi))
+    return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=dpi))

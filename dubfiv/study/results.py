@@ -32,10 +32,10 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from dubfiv.files import atomic_write
 from dubfiv.study.content import Study, write_text_atomic
 from dubfiv.study.qualtrics import (
     Column,
@@ -295,17 +295,7 @@ def write_figure(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         ax.set_title(f"{key} (n={cond['n_participants']})")
     axes[0].set_ylabel("share judging the attribute relevant")
     axes[0].legend(loc="upper right", fontsize="small")
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=150)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150))
 
 
 def write_results(results: dict[str, Any], output_dir: str | os.PathLike[str]

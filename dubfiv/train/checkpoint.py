@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import types
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from dubfiv.files import atomic_write
 
 __all__ = [
     "CheckpointError",
@@ -31,27 +31,6 @@ __all__ = [
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing or unreadable."""
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``.
-
-    A crash leaves either the old file or the new one, never a truncated file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:

@@ -55,6 +55,7 @@ from typing import Any, Literal
 
 from tqdm import tqdm
 
+from dubfiv.files import atomic_write
 from dubfiv.workflow.dataset_dirs import (
     MergeError,
     SourceSplit,
@@ -321,23 +322,17 @@ def pack_archive(directory: Path, archive: Path, progress: bool = True) -> Path:
 
     Symbolic links are stored as the files they point to.
     """
-    fd, tmp_name = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.",
-                                    suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        paths = list(_walk(directory))
+    paths = list(_walk(directory))
+
+    def pack(tmp: Path) -> None:
         # PNGs do not compress: a low level keeps packing fast
         with tarfile.open(tmp, "w:gz", compresslevel=1, dereference=True) as tar:
             tar.add(directory, arcname=directory.name, recursive=False)
             for path in tqdm(paths, desc="pack", unit="file", disable=not progress):
                 tar.add(path, arcname=str(Path(directory.name) / path.relative_to(directory)),
                         recursive=False)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, archive)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(archive, pack)
     return archive
 
 

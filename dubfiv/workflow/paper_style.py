@@ -120,7 +120,7 @@ def save_figure(figure: Figure, stem: str | os.PathLike, formats: Sequence[str],
     Raises:
         ValueError: an unknown format.
     """
-    from dubfiv.explain.records import atomic_file
+    from dubfiv.files import atomic_write
 
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -129,6 +129,6 @@ def save_figure(figure: Figure, stem: str | os.PathLike, formats: Sequence[str],
     for fmt in formats:
         metadata = {"CreationDate": None} if fmt == "pdf" else None
         path = Path(f"{stem}.{fmt}")
-        written.append(atomic_file(path, lambda tmp, fmt=fmt, metadata=metadata: figure.savefig(
+        written.append(atomic_write(path, lambda tmp, fmt=fmt, metadata=metadata: figure.savefig(
             tmp, format=fmt, dpi=dpi or matplotlib.rcParams["savefig.dpi"], metadata=metadata)))
     return written
