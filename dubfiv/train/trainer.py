@@ -20,6 +20,7 @@ function of ``(seed, step)`` (:mod:`dubfiv.data`), so no RNG state is needed.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -173,8 +174,11 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
-            self.ddp = DistributedDataParallel(self.module, device_ids=ids,
-                                               broadcast_buffers=False)
+            # no buffer sync in forward (newer torch renamed broadcast_buffers)
+            params = inspect.signature(DistributedDataParallel).parameters
+            no_sync = {"forward_sync_buffers" if "forward_sync_buffers" in params
+                       else "broadcast_buffers": False}
+            self.ddp = DistributedDataParallel(self.module, device_ids=ids, **no_sync)
 
     # ------------------------------------------------------------------ state
 
