@@ -4,7 +4,8 @@ import dataclasses
 from pathlib import Path
 
 from dubfiv import config as cfg
-from dubfiv.config_docs import BEGIN, END, render_reference, replace_reference
+from dubfiv.config_docs import BEGIN, END, field_help, render_reference, replace_reference
+from two4two.dataset_config import DatasetConfig, SplitConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -21,12 +22,14 @@ def _all_fields(cls: type) -> list[dataclasses.Field]:
 def test_every_key_has_help_and_appears() -> None:
     reference = render_reference()
     classes = [cfg.ExperimentConfig, cfg.ModelConfig, cfg.FadeOutAndPool, cfg.FlowBlocks,
-               cfg.TrainConfig, cfg.ClassifierConfig, cfg.OptimizerConfig, cfg.ScheduleConfig]
+               cfg.TrainConfig, cfg.ClassifierConfig, cfg.OptimizerConfig, cfg.ScheduleConfig,
+               DatasetConfig, SplitConfig]
     for cls in classes:
         assert f"({cls.__name__})" in reference
         for field in _all_fields(cls):
-            assert field.metadata.get("help"), f"{cls.__name__}.{field.name} has no help text"
-            assert f"| `{field.name}` |" in reference
+            meaning = field_help(cls, field)
+            assert meaning, f"{cls.__name__}.{field.name} has no help text"
+            assert f"| `{field.name}` |" in reference and meaning in reference
 
 
 def test_reference_markers_wrap_the_block() -> None:

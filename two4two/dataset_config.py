@@ -39,22 +39,18 @@ class DatasetConfigError(ValueError):
 
 @dataclasses.dataclass
 class SplitConfig:
-    """One split (``[[dataset.split]]``).
-
-    Attributes:
-        name: directory name of the split under ``output_dir`` (e.g. ``train``).
-        n_samples: number of images (> 0).
-        interventions: lists of attributes; each list gets its own directory
-            ``<name>_<attrs joined by _>`` with clones of this split's scenes in
-            which only those attributes are resampled (``intervention=True``).
-        seed: numpy seed of the split's sampling; default: derived from the
-            dataset's ``seed`` and the split name (deterministic).
-    """
+    """One split (``[[dataset.split]]``); see the field comments for each key's meaning."""
 
     name: str
+    """Directory name of the split under ``output_dir`` (e.g. ``train``)."""
     n_samples: int
+    """Number of images (> 0)."""
     interventions: list[list[str]] = dataclasses.field(default_factory=list)
+    """Lists of attributes; each list gets its own directory ``<name>_<attrs joined by _>``
+    with clones of this split's scenes in which only those attributes are resampled."""
     seed: int | None = None
+    """Numpy seed of the split's sampling (default: derived from the dataset's ``seed`` and
+    the split name)."""
 
 
 @dataclasses.dataclass
