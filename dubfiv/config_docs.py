@@ -129,7 +129,8 @@ def render_reference() -> str:
     dataset[0] = "#### `[[dataset]]` (DatasetConfig)"
     intro = ["### Dataset TOML (`python -m two4two CONFIG.toml`)", "",
              "One or more `[[dataset]]` tables, each with its `[[dataset.split]]` tables.", ""]
-    return "\n".join([BEGIN, "", *body, *intro, *dataset, END])
+    head = ["### Experiment TOML (`dubfiv_train --experiment CONFIG.toml`)", ""]
+    return "\n".join([BEGIN, "", *head, *body, *intro, *dataset, END])
 
 
 def replace_reference(readme_text: str) -> str:
