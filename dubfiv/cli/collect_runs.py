@@ -18,7 +18,7 @@ def build_parser() -> OneLineParser:
         description="Collect training runs into one table: the config keys that differ "
         "between them, samples seen, training time, validation bits/dim (final and best), "
         "head accuracy per split (validation from the history; other splits from the "
-        "analysis cache), and ground-truth relevance per attribute where "
+        "analysis cache, which --evaluate fills), and ground-truth relevance per attribute where "
         "ground_truth/ground_truth.json exists. Runs that cannot be read are listed with "
         "the reason. With --command, print instead the command line that processes each run.",
     )
@@ -32,8 +32,15 @@ def build_parser() -> OneLineParser:
                         help="--command export: the study goes to DIR/<run name> "
                         "(default: %(default)s)")
     parser.add_argument("--dataset_dir", metavar="DIR",
-                        help="--command ground_truth: the folder holding the datasets "
-                        "(default: each run's train.dataset_dir)")
+                        help="--evaluate and --command ground_truth: the folder holding the "
+                        "datasets (default: each run's train.dataset_dir)")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="first evaluate each run's head on (up to 3,000 images of) the "
+                        "validation and test splits, cached in the run's analysis_cache/, so "
+                        "the table has test accuracy (a forward pass per image: slow for big "
+                        "models on a CPU)")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default=None,
+                        help="--evaluate: device (default: cuda when available, else cpu)")
     parser.add_argument("--only_missing", action="store_true",
                         help="--command: skip runs whose output exists already")
     parser.add_argument("--verify", action="store_true",
@@ -54,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_csv,
     )
 
-    records = collect(args.paths, verify=args.verify)
+    records = collect(args.paths, verify=args.verify, evaluate=args.evaluate,
+                      dataset_dir=args.dataset_dir, device=args.device)
     if args.csv:
         try:
             write_csv(records, args.csv)

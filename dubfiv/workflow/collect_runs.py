@@ -54,6 +54,7 @@ __all__ = [
     "RunRecord",
     "collect",
     "differing_keys",
+    "evaluate_splits",
     "export_command",
     "find_run_dirs",
     "flatten",
@@ -256,10 +257,39 @@ def read_run(run_dir: str | os.PathLike, verify: bool = False) -> RunRecord:
     return record
 
 
-def collect(paths: Iterable[str | os.PathLike], verify: bool = False) -> list[RunRecord]:
-    """Records of every run found in ``paths`` (failures included, in order)."""
+def evaluate_splits(run_dir: Path, dataset_dir: str | os.PathLike | None = None,
+                    device: str | None = None, progress: bool = True) -> str | None:
+    """Compute the head's logits on (a sample of up to 3,000 images of) the validation and
+    test splits into the run's analysis cache, where :func:`read_run` finds them; return
+    why that failed (``None``: it did not). Splits cached for the checkpoint are reused."""
+    from dubfiv.analysis import Analysis, AnalysisError
+    from dubfiv.cli._oneline import user_errors
+
+    try:
+        Analysis.from_checkpoint(run_dir, device=device, dataset_dir=dataset_dir,
+                                 progress=progress)
+    except (AnalysisError, *user_errors()) as error:
+        return f"--evaluate: {' '.join(str(error).split())}"
+    return None
+
+
+def collect(paths: Iterable[str | os.PathLike], verify: bool = False, evaluate: bool = False,
+            dataset_dir: str | os.PathLike | None = None, device: str | None = None,
+            progress: bool = True) -> list[RunRecord]:
+    """Records of every run found in ``paths`` (failures included, in order).
+
+    With ``evaluate``, each run's head is first evaluated on the validation and test
+    splits (:func:`evaluate_splits`), so the table has their accuracies.
+    """
     run_dirs, failures = find_run_dirs(paths)
-    return [read_run(run, verify=verify) for run in run_dirs] + failures
+    records = []
+    for run in run_dirs:
+        problem = evaluate_splits(run, dataset_dir, device, progress) if evaluate else None
+        record = read_run(run, verify=verify)
+        if problem and record.ok:
+            record.notes.append(problem)
+        records.append(record)
+    return records + failures
 
 
 # --------------------------------------------------------------------------- the table

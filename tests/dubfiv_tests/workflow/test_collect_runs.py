@@ -43,7 +43,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     directory with a damaged checkpoint and one that never wrote a checkpoint."""
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("collect")
-    write_fake_two4two(base / "data" / "fake", {"train": 32, "validation": 16}, image_size=16)
+    write_fake_two4two(base / "data" / "fake", {"train": 32, "validation": 16, "test": 16},
+                       image_size=16)
     parent = base / "models"
     config = tiny_experiment(base / "data", n_train_samples=48, val_every_samples=16,
                              checkpoint_every_samples=0, sample_every_samples=0)
@@ -62,6 +63,28 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (unfinished / "models" / "experiment.toml").write_text("marker = 'x'\n")
     return {"first": first, "second": second, "broken": broken, "unfinished": unfinished,
             "parent": parent, "data": base / "data"}
+
+
+def test_evaluate_adds_test_accuracy(runs: dict[str, Path], tmp_path: Path) -> None:
+    """--evaluate fills the analysis cache; the table's test accuracy equals the accuracy
+    of the head's logits computed directly on every test image."""
+    from dubfiv.data import open_split
+    from dubfiv.ground_truth import compute_logits
+    from dubfiv.runs import load_run
+
+    run = Path(shutil.copytree(runs["first"], tmp_path / runs["first"].name))
+    [record] = collect([run], evaluate=True, device="cpu", progress=False)
+    assert record.ok and not record.notes, record.notes
+    loaded = load_run(run, device="cpu")
+    test = open_split(runs["data"], "fake", "test", ["obj_name"])
+    logits = compute_logits(loaded.flow, loaded.heads[0], test, progress=False)
+    labels = np.array([float(test[i][1][0]) for i in range(len(test))])
+    assert record.metrics["test_accuracy:head_0"] == pytest.approx(
+        float(np.mean((logits > 0) == (labels > 0.5))), abs=1e-12)
+    # a run whose dataset is missing gets a note, not a failure
+    [record] = collect([run], evaluate=True, device="cpu", progress=False,
+                       dataset_dir=tmp_path / "nowhere")
+    assert record.ok and any(note.startswith("--evaluate:") for note in record.notes)
 
 
 def test_table_of_runs(runs: dict[str, Path]) -> None:
