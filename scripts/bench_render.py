@@ -161,7 +161,11 @@ def split(args: argparse.Namespace, settings: dict) -> None:
             blender.render()
             rows["render_1"].append(blender.timings.render)
     m = {k: float(np.mean(v)) for k, v in rows.items()}
-    index_pass = max(0.0, m["render_n"] - m["render_n_no_index"])
+    # the index pass costs the difference of two renders of the same scene, each noisy
+    # (other load, turbo): take the median of the paired differences, not of the means
+    paired = np.array(rows["render_n"]) - np.array(rows["render_n_no_index"])
+    index_pass = max(0.0, float(np.median(paired)))
+    q1, q3 = np.percentile(paired, [25, 75])
     parts = {
         "Cycles sampling (render N - render 1)": m["render_n"] - m["render_1"] - index_pass,
         "Cycles set-up (1-sample render)": m["render_1"],
@@ -185,6 +189,8 @@ def split(args: argparse.Namespace, settings: dict) -> None:
     not_sampling = total - parts["Cycles sampling (render N - render 1)"]
     print(f"mask share {100 * mask / total:.1f}% (target < 10%), not sampling "
           f"{100 * not_sampling / total:.1f}% (target < 25%)")
+    print(f"index pass: median of {len(paired)} paired differences; their quartiles "
+          f"{1000 * q1:.1f} / {1000 * q3:.1f} ms (a wide range means a loaded machine)")
 
 
 def main(argv: list[str] | None = None) -> int:
