@@ -49,7 +49,8 @@ def test_custom_grid_over_bias_and_split_size(tmp_path: Path,
         seen.add((u, n))
         assert config.output_dir == f"data/{path.stem}"  # beside the base's output_dir
         sampler = make_sampler(config)
-        assert sampler.obj_color_uniform_prob == u and sampler.spherical_uniform_prob == 0.33
+        assert sampler.obj_color_uniform_prob == u
+        assert sampler.spherical_uniform_prob == base.sampler_config["spherical_uniform_prob"]
         # everything else is the base's
         changed = {"output_dir": config.output_dir, "sampler_config": config.sampler_config,
                    "split": config.split}
