@@ -130,10 +130,19 @@ def _find_int(raw: Mapping[str, Any], names: tuple[str, ...]) -> int | None:
     return None
 
 
+RELEASED_HEAD = (641, 768)
+"""``(after_layer, in_features)`` of the released model's head (``DESIGN.md``): assumed when
+a run's TOML names no ``after_layer`` and its checkpoint has one head of that width."""
+
+
 def _heads_from_raw(
     raw: Mapping[str, Any], head_states: list[Mapping[str, torch.Tensor]], where: Path
 ) -> list[ClassifierConfig]:
     tables = [t for t in _walk_dicts(raw) if isinstance(t.get("after_layer"), int)]
+    widths = [int(state["fc.weight"].shape[1]) for state in head_states]
+    if not tables and widths == [RELEASED_HEAD[1]]:
+        # the released run's one head (DESIGN.md); check_heads verifies the layer's width
+        tables = [{"after_layer": RELEASED_HEAD[0], "label": "obj_name"}]
     if len(tables) != len(head_states):
         raise RunError(
             f"{where}: found {len(tables)} tables with 'after_layer' but the checkpoint has "

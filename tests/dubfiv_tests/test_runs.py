@@ -185,3 +185,18 @@ def test_heads_without_after_layer_in_raw_toml_is_an_error(run_dir: Path, tmp_pa
     (released / "models" / "experiment.toml").write_text("[model]\nn_levels = 2\n")
     with pytest.raises(RunError, match="after_layer"):
         load_run(released)
+
+
+def test_released_head_is_assumed_when_the_toml_names_no_layer(tmp_path: Path) -> None:
+    """A run whose TOML names no after_layer but whose checkpoint has one head of 768
+    features gets the released model's head position (641, DESIGN.md), and that position
+    fits the paper architecture; any other width stays an error."""
+    from dubfiv.heads import check_heads
+    from dubfiv.runs import _heads_from_raw
+
+    [head] = _heads_from_raw({}, [{"fc.weight": torch.zeros(1, 768)}], tmp_path / "x.toml")
+    assert (head.after_layer, head.in_channels, head.label) == (641, 768, "obj_name")
+    paper = cfg.load_experiment(Path(__file__).resolve().parents[2] / "config" / "model.toml")
+    check_heads([head], paper.model)  # layer 641 of the paper architecture has 768 features
+    with pytest.raises(RunError, match="after_layer"):
+        _heads_from_raw({}, [{"fc.weight": torch.zeros(1, 384)}], tmp_path / "x.toml")
