@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from dubfiv.cli._oneline import OneLineParser, fail
 from dubfiv.study.content import StudyError
 from dubfiv.study.results import ResultsError, analyse_study, summary_table, write_results
 
+PROG = "dubfiv_study_results"
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dubfiv_study_results",
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog=PROG,
         description=(
             "Read the CSV that Qualtrics exports for a survey built by "
             "dubfiv_export_user_study and report, per condition and attribute, the share of "
@@ -39,11 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         results = analyse_study(args.responses, args.study)
         json_path, png_path = write_results(results, output)
     except (ResultsError, StudyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(PROG, exc)
     except OSError as exc:
-        print(f"error: cannot write results to {output}: {exc}", file=sys.stderr)
-        return 1
+        return fail(PROG, f"cannot write results to {output}: {exc}")
     print(summary_table(results))
     skipped = ", ".join(f"{k} {v}" for k, v in results["skipped"].items() if v)
     print(f"{results['n_used']} of {results['n_rows']} responses used"

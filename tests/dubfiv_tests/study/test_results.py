@@ -187,7 +187,8 @@ def test_clear_errors(exported, tmp_path: Path, capsys) -> None:
     missing = tmp_path / "nope.csv"
     assert main(["--responses", str(missing), "--study", str(folder)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: responses file {missing} not found") and err.count("\n") == 1
+    assert err.startswith(f"dubfiv_study_results: error: responses file {missing} not found")
+    assert err.count("\n") == 1
 
     csv_path = tmp_path / "other.csv"
     _write_csv(csv_path, study, qsf, sim, numeric=True, drop=("relevance_3", "condition"))
