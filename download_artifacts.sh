@@ -104,7 +104,7 @@ fetch() {
     if [ -f "$archive" ]; then
         have=$(file_size "$archive")
         if [ "$have" -ne "$expected" ]; then
-            die "$archive exists with $have bytes but the server's file has $expected: it is a different file; move it away and run again"
+            die "$archive exists with $have bytes but the server's file has $expected: it is a different file; move it away and run again (if it is a partial download of an older version of this script, rename it to $part to resume)"
         fi
         say "$archive already downloaded ($expected bytes)"
         return 0

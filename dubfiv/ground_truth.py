@@ -15,10 +15,13 @@ numbers independent of the arbitrary scale of the head's weight):
   Pearson ``r(d, l' - l)``; ``slope`` -- least-squares logit change per unit of
   ``d``; ``linear_effect`` -- ``|r| * std(l' - l) / s``, the standard deviation
   of the logit change that the attribute change explains linearly, in units of
-  the logit spread; ``mean_abs_delta_attribute``;
+  the logit spread (``signed_linear_effect``: the same with the sign of ``r``);
+  ``mean_abs_delta_attribute``;
 
 each with a seeded percentile-bootstrap 95% interval over the pairs
-(:mod:`dubfiv.stats`).
+(:mod:`dubfiv.stats`); the interval of ``linear_effect`` is that of the signed
+effect folded at 0 (:func:`fold`: the absolute value's own bootstrap interval
+misses the estimate when the effect is near 0).
 
 **Relevance rule.** An attribute is ``relevant`` when the lower end of the
 interval of its ``linear_effect`` exceeds ``relative_threshold`` (default
@@ -222,13 +225,26 @@ def _flip_share(original: np.ndarray, intervened: np.ndarray) -> np.ndarray:
     return np.mean((original > 0) != (intervened > 0), axis=-1)
 
 
-def _linear_effect(spread: float) -> stats.Statistic:
-    """The vectorised statistic ``|r(change, delta)| * std(delta) / spread``."""
+def _signed_linear_effect(spread: float) -> stats.Statistic:
+    """The vectorised statistic ``r(change, delta) * std(delta) / spread``."""
 
     def statistic(change: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        return np.abs(stats.pearson(change, delta)) * np.std(delta, axis=-1) / spread
+        return stats.pearson(change, delta) * np.std(delta, axis=-1) / spread
 
     return statistic
+
+
+def fold(signed: stats.Estimate) -> stats.Estimate:
+    """The estimate of ``|x|`` from that of ``x``: ``|value|`` with the interval of the
+    absolute values of the signed interval (from 0 if the signed interval contains 0).
+
+    Bootstrapping ``|x|`` directly gives intervals that miss the point estimate when
+    ``x`` is near 0 (every replicate's ``|x|`` is above the sample's); the folded interval
+    keeps the signed interval's coverage.
+    """
+    ends = sorted((abs(signed.low), abs(signed.high)))
+    low = 0.0 if signed.low <= 0.0 <= signed.high else ends[0]
+    return dataclasses.replace(signed, value=abs(signed.value), low=low, high=ends[1])
 
 
 def effect_of_set(paired: PairedLogits, spread: float, relative_threshold: float,
@@ -245,10 +261,12 @@ def effect_of_set(paired: PairedLogits, spread: float, relative_threshold: float
     per_attribute = {}
     for attr, (before, after) in paired.attributes.items():
         change = after - before
-        linear = stats.bootstrap(_linear_effect(spread), [change, delta], **boot)
+        signed = stats.bootstrap(_signed_linear_effect(spread), [change, delta], **boot)
+        linear = fold(signed)
         relevant = linear.low > relative_threshold
         per_attribute[attr] = {
             "linear_effect": linear.to_dict(),
+            "signed_linear_effect": signed.to_dict(),
             "correlation": stats.bootstrap(stats.pearson, [change, delta], **boot).to_dict(),
             "slope": stats.bootstrap(stats.slope, [change, delta], **boot).to_dict(),
             "mean_abs_delta_attribute": float(np.mean(np.abs(change))),
@@ -400,10 +418,14 @@ def evaluate_run(
 # --------------------------------------------------------------------------- output
 
 
-def _interval(estimate: Mapping[str, Any]) -> tuple[float, float, float]:
+def interval_tuple(estimate: Mapping[str, Any] | None) -> tuple[float, float, float]:
+    """``(value, low, high)`` of a report's estimate; NaN for what is missing or not a
+    number (strict JSON writes NaN as ``"nan"``)."""
     def num(key: str) -> float:
-        value = estimate.get(key)
-        return math.nan if value is None else float(value)
+        try:
+            return float((estimate or {}).get(key))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return math.nan
 
     return num("value"), num("low"), num("high")
 
@@ -416,7 +438,7 @@ def plot_report(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from dubfiv.train.checkpoint import atomic_write
+    from dubfiv.files import atomic_write
 
     attributes = report["attributes"]
     labels = list(attributes)
@@ -432,7 +454,7 @@ def plot_report(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
     axes = grid.ravel()
     xs = np.arange(len(labels))
     for ax, (title, key, limits) in zip(axes, panels, strict=True):
-        values = np.array([_interval(attributes[a][key]) for a in labels]).reshape(-1, 3)
+        values = np.array([interval_tuple(attributes[a][key]) for a in labels]).reshape(-1, 3)
         err = np.abs(np.stack([values[:, 0] - values[:, 1], values[:, 2] - values[:, 0]]))
         ax.bar(xs, values[:, 0], color=colours, yerr=np.nan_to_num(err), capsize=4)
         ax.set_xticks(xs, labels, rotation=30, ha="right", fontsize=8)
@@ -454,7 +476,7 @@ def plot_report(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
 
 def write_report(report: Mapping[str, Any], output_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``ground_truth.json`` and ``ground_truth.png`` into ``output_dir`` (atomically)."""
-    from dubfiv.train.checkpoint import atomic_write
+    from dubfiv.files import atomic_write
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,12 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from dubfiv.config import ExperimentConfig, load_experiment
+
+if TYPE_CHECKING:
+    from dubfiv.study.export import ExportConfig
 
 __all__ = ["QuickstartConfig", "QuickstartError", "QuickstartResult", "run_quickstart"]
 
@@ -190,7 +193,7 @@ _EXPORT_SETTINGS_IGNORED = frozenset({"run_dir", "output", "dataset_dir", "devic
                                       "cache", "progress"})
 
 
-def _same_export_settings(study: Path, export: Any) -> bool:
+def _same_export_settings(study: Path, export: ExportConfig) -> bool:
     """Whether the study in ``study`` was exported with ``export``'s settings (seed, image
     base URL, rows, ...), as recorded in its ``export.json``."""
     from dubfiv.study.export import EXPORT_JSON

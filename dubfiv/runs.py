@@ -81,10 +81,17 @@ class Run:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> CUDA if available, else CPU."""
+    """``None`` -> CUDA if available, else CPU.
+
+    Raises:
+        RunError: CUDA was asked for but is not available.
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RunError(f"--device {device}: CUDA is not available here; use --device cpu")
+    return resolved
 
 
 def find_checkpoint(run_dir: str | os.PathLike) -> Path:
@@ -139,8 +146,8 @@ def _heads_from_raw(
     raw: Mapping[str, Any], head_states: list[Mapping[str, torch.Tensor]], where: Path
 ) -> list[ClassifierConfig]:
     tables = [t for t in _walk_dicts(raw) if isinstance(t.get("after_layer"), int)]
-    widths = [int(state["fc.weight"].shape[1]) for state in head_states]
-    if not tables and widths == [RELEASED_HEAD[1]]:
+    if not tables and len(head_states) == 1 and "fc.weight" in head_states[0] \
+            and int(head_states[0]["fc.weight"].shape[1]) == RELEASED_HEAD[1]:
         # the released run's one head (DESIGN.md); check_heads verifies the layer's width
         tables = [{"after_layer": RELEASED_HEAD[0], "label": "obj_name"}]
     if len(tables) != len(head_states):
@@ -186,6 +193,9 @@ def _infer_experiment(
     in_channels = 3  # RGB; the raw TOML's `in_channels` is the head's input width
     stated = _find_int(raw, ("image_size", "img_size"))
     classifiers = _heads_from_raw(raw, head_states, toml_path)
+    if not any(isinstance(t.get("after_layer"), int) for t in _walk_dicts(raw)):
+        reasons = [*reasons, f"after_layer {RELEASED_HEAD[0]} assumed (the released model's "
+                   "head), as the TOML names none"]
     errors = []
     for size in (stated,) if stated else CANDIDATE_SIZES:
         try:

@@ -162,7 +162,8 @@ def split(args: argparse.Namespace, settings: dict) -> None:
             rows["render_1"].append(blender.timings.render)
     m = {k: float(np.mean(v)) for k, v in rows.items()}
     # the index pass costs the difference of two renders of the same scene, each noisy
-    # (other load, turbo): take the median of the paired differences, not of the means
+    # (other load, turbo): take the median of the paired differences, not the difference
+    # of the means
     paired = np.array(rows["render_n"]) - np.array(rows["render_n_no_index"])
     index_pass = max(0.0, float(np.median(paired)))
     q1, q3 = np.percentile(paired, [25, 75])

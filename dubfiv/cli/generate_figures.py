@@ -71,6 +71,10 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--concept_fit_images", type=int, default=defaults.concept_fit_images,
                         metavar="N", help="training images the concepts are fitted on "
                         "(default: %(default)s)")
+    parser.add_argument("--concept_eval_images", type=int,
+                        default=defaults.concept_eval_images, metavar="N",
+                        help="validation/test images of the concept ranking "
+                        "(default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -85,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures=args.only, formats=args.formats, device=args.device,
         dataset_dir=args.dataset_dir, seed=args.seed, n_rows=args.n_rows, p_hi=args.p_hi,
         concept_method=args.concept_method, n_concepts=args.n_concepts,
-        concept_fit_images=args.concept_fit_images, ground_truth=args.ground_truth,
+        concept_fit_images=args.concept_fit_images,
+        concept_eval_images=args.concept_eval_images, ground_truth=args.ground_truth,
         supervised_analysis=args.supervised_analysis, progress=not args.quiet)
     try:
         outcomes = generate_figures(args.model, args.output, options)

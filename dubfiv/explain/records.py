@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from dubfiv.files import atomic_write
+from dubfiv.files import atomic_write, atomic_write_text
 
 __all__ = ["jsonable", "save_png", "write_json"]
 
@@ -44,7 +44,7 @@ def jsonable(value: Any) -> Any:
 def write_json(path: str | os.PathLike, record: Any) -> Path:
     """Write ``jsonable(record)`` as indented JSON, atomically (temporary file, rename)."""
     text = json.dumps(jsonable(record), indent=2, allow_nan=False) + "\n"
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return atomic_write_text(path, text)
 
 
 def save_png(figure: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:

@@ -128,7 +128,7 @@ def plot_analysis(readout: CounterfactualReadout, results: dict[str, dict[str, A
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from dubfiv.train.checkpoint import atomic_write
+    from dubfiv.files import atomic_write
 
     k = len(readout.names)
     cols = min(4, k)
@@ -161,7 +161,7 @@ def plot_analysis(readout: CounterfactualReadout, results: dict[str, dict[str, A
 def write_analysis(report: dict[str, Any], readout: CounterfactualReadout,
                    output_dir: str | os.PathLike) -> tuple[Path, Path]:
     """``supervised_analysis.json`` and ``supervised_analysis.png`` in ``output_dir``."""
-    from dubfiv.train.checkpoint import atomic_write
+    from dubfiv.files import atomic_write
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

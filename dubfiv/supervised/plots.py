@@ -23,7 +23,7 @@ def plot_history(history: Sequence[Mapping[str, Any]], baseline: Mapping[str, fl
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from dubfiv.train.checkpoint import atomic_write
+    from dubfiv.files import atomic_write
 
     epochs = [r["epoch"] for r in history]
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)

@@ -147,7 +147,7 @@ def evaluate_split(model: nn.Module, spec: TargetSpec, data: Any, device: torch.
 
 
 def _write_json(path: Path, data: Any) -> None:
-    from dubfiv.train.checkpoint import atomic_write
+    from dubfiv.files import atomic_write
 
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n",
                                                   encoding="utf-8"))

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from dubfiv.train.checkpoint import atomic_write
+from dubfiv.files import atomic_write
 
-__all__ = ["plot_history", "save_image_grid"]
+__all__ = ["plot_history", "save_image_grid", "series"]
 
 
 def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
@@ -24,10 +24,11 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = N
                                                      format="png"))
 
 
-def _series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    xs = [r["samples"] for r in records if key in r]
-    ys = [r[key] for r in records if key in r]
-    return xs, ys
+def series(records: Sequence[Any], key: str) -> tuple[list[float], list[float]]:
+    """``(samples, values)`` of the history records that have ``key`` (not None)."""
+    pairs = [(r["samples"], r[key]) for r in records
+             if isinstance(r, Mapping) and "samples" in r and r.get(key) is not None]
+    return [float(p[0]) for p in pairs], [float(p[1]) for p in pairs]
 
 
 def plot_history(history: Mapping[str, Any], path: str | Path, n_heads: int) -> Path:
@@ -40,14 +41,14 @@ def plot_history(history: Mapping[str, Any], path: str | Path, n_heads: int) -> 
     train = history.get("train", [])
     val = history.get("validation", [])
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
-    xs, ys = _series(train, "loss")
+    xs, ys = series(train, "loss")
     axes[0].plot(xs, ys, label="train")
     axes[0].set_title("total loss")
     for records, name in ((train, "train"), (val, "validation")):
-        xs, ys = _series(records, "bits_per_dim")
+        xs, ys = series(records, "bits_per_dim")
         axes[1].plot(xs, ys, label=name, marker="o" if name == "validation" else None)
         for head in range(n_heads):
-            xs, ys = _series(records, f"head_{head}_accuracy")
+            xs, ys = series(records, f"head_{head}_accuracy")
             axes[2].plot(xs, ys, label=f"head {head} {name}",
                          marker="o" if name == "validation" else None)
     axes[1].set_title("bits per dimension")

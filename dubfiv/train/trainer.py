@@ -174,7 +174,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
-            # no buffer sync in forward (newer torch renamed broadcast_buffers)
+            # no buffer sync in each forward pass (newer torch: forward_sync_buffers;
+            # either way rank 0's state is broadcast once when wrapping)
             params = inspect.signature(DistributedDataParallel).parameters
             no_sync = {"forward_sync_buffers" if "forward_sync_buffers" in params
                        else "broadcast_buffers": False}

@@ -243,7 +243,9 @@ def read_run(run_dir: str | os.PathLike, verify: bool = False) -> RunRecord:
     metrics["train_time"] = format_duration(metrics["train_seconds"])
     metrics["train_time_source"] = source
     metrics.update(history_columns(history, record.notes))
-    metrics.update(cache_accuracies(record.path, checkpoint, record.notes))
+    metrics.update(cache_accuracies(  # validation too if the history has none (released run)
+        record.path, checkpoint, record.notes,
+        include_validation=not any(k.startswith("validation_accuracy:") for k in metrics)))
     gt_path = record.path / GROUND_TRUTH_FILE
     if gt_path.is_file():
         try:

@@ -193,6 +193,8 @@ def load_grid_file(path: str | Path) -> tuple[dict[str, list[Scalar]], dict[str,
             raise WorkflowError(f"{path}: {name}: unknown key; a grid file has a [grid] "
                                 "table (key = [values]) and an optional [labels] table")
     grid, labels = data.get("grid"), data.get("labels", {})
+    if isinstance(labels, Mapping):
+        labels = _dotted(labels)
     if not isinstance(grid, Mapping) or not grid:
         raise WorkflowError(f"{path}: expected a [grid] table with key = [value, ...] lines")
     if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
@@ -202,7 +204,7 @@ def load_grid_file(path: str | Path) -> tuple[dict[str, list[Scalar]], dict[str,
         values = values if isinstance(values, list) else [values]
         if not values or not all(isinstance(v, Scalar) for v in values):
             raise WorkflowError(f"{path}: grid.{key}: expected a non-empty list of numbers, "
-                                f"booleans or strings, got {grid[key]!r}")
+                                f"booleans or strings, got {values!r}")
         axes[str(key)] = list(values)
     for key in labels:
         if key not in axes:

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from dubfiv.ground_truth import interval_tuple
+from dubfiv.train.plots import series
 from dubfiv.workflow.paper_style import (
     FORMATS,
     TEXT_WIDTH,
@@ -142,7 +144,7 @@ def _nearest_existing(path: Path) -> Path:
 def preflight(run_dir: Path, output: Path, options: FigureOptions) -> None:
     """Fail (:class:`FigureError`) on bad options, a missing checkpoint or an unwritable
     output, before anything is written."""
-    from dubfiv.runs import find_checkpoint
+    from dubfiv.runs import RunError, find_checkpoint, resolve_device
     from dubfiv.train.checkpoint import CheckpointError
 
     unknown = [f for f in options.figures if f not in FIGURES]
@@ -153,13 +155,25 @@ def preflight(run_dir: Path, output: Path, options: FigureOptions) -> None:
     if bad or not options.formats:
         raise FigureError(f"unknown format(s) {bad or '(none chosen)'}; choose from "
                           f"{', '.join(FORMATS)}")
-    if options.n_rows < 1:
-        raise FigureError(f"--n_rows must be >= 1, got {options.n_rows}")
+    from dubfiv.explain.bins import INTERPOLATION_P_LO
+
+    for flag, value in (("--n_rows", options.n_rows), ("--n_concepts", options.n_concepts),
+                        ("--concept_fit_images", options.concept_fit_images),
+                        ("--concept_eval_images", options.concept_eval_images)):
+        if value < 1:
+            raise FigureError(f"{flag} must be >= 1, got {value}")
+    if not INTERPOLATION_P_LO < options.p_hi <= 100:
+        raise FigureError(f"--p_hi must be in ({INTERPOLATION_P_LO:g}, 100], got "
+                          f"{options.p_hi}")
     if not run_dir.is_dir():
         raise FigureError(f"{run_dir}: no such run directory")
     try:
         find_checkpoint(run_dir)
     except CheckpointError as error:
+        raise FigureError(str(error)) from error
+    try:
+        resolve_device(options.device)
+    except RunError as error:
         raise FigureError(str(error)) from error
     existing = _nearest_existing(output)
     if not existing.is_dir():
@@ -170,17 +184,6 @@ def preflight(run_dir: Path, output: Path, options: FigureOptions) -> None:
 
 
 # --------------------------------------------------------------------------- figures from JSON
-
-
-def _interval(entry: Mapping[str, Any] | None) -> tuple[float, float, float]:
-    def number(key: str) -> float:
-        value = (entry or {}).get(key)
-        try:
-            return float(value) if value is not None else math.nan
-        except (TypeError, ValueError):
-            return math.nan
-
-    return number("value"), number("low"), number("high")
 
 
 def _bars(ax: Any, labels: Sequence[str], values: np.ndarray, colors: Sequence[str]) -> None:
@@ -204,8 +207,8 @@ def ground_truth_figure(report: Mapping[str, Any]) -> Figure:
               for a in labels]
     figure = new_figure(TEXT_WIDTH, 0.45 + 0.22 * len(labels))
     axes = figure.subplots(1, 2, sharey=True)
-    effect = np.array([_interval(attributes[a].get("linear_effect")) for a in labels])
-    flips = np.array([_interval(attributes[a].get("flip_share")) for a in labels])
+    effect = np.array([interval_tuple(attributes[a].get("linear_effect")) for a in labels])
+    flips = np.array([interval_tuple(attributes[a].get("flip_share")) for a in labels])
     _bars(axes[0], labels, effect, colors)
     threshold = (report.get("rule") or {}).get("relative_threshold")
     if threshold is not None:
@@ -255,18 +258,13 @@ def regression_figure(report: Mapping[str, Any], columns: int = 4) -> Figure:
         ax.tick_params(labelsize=6)
     for ax in axes[len(names):]:
         ax.axis("off")
-    for ax in axes[(rows - 1) * columns:][:len(names)]:
-        ax.set_xlabel(r"$\Delta$ logit")
+    for index, ax in enumerate(axes[:len(names)]):
+        if index + columns >= len(names):  # no panel below it
+            ax.set_xlabel(r"$\Delta$ logit")
     for ax in axes[::columns]:
         ax.set_ylabel(r"$\Delta$ attribute")
     figure.tight_layout(pad=0.3, h_pad=0.6, w_pad=0.4)
     return figure
-
-
-def _series(records: Sequence[Any], key: str) -> tuple[list[float], list[float]]:
-    pairs = [(r["samples"], r[key]) for r in records
-             if isinstance(r, Mapping) and "samples" in r and r.get(key) is not None]
-    return [float(p[0]) for p in pairs], [float(p[1]) for p in pairs]
 
 
 def moving_average(values: Sequence[float], window: int) -> np.ndarray:
@@ -286,18 +284,18 @@ def training_figure(history: Mapping[str, Any], n_heads: int) -> Figure | None:
     with markers; ``None`` if the history has no such records."""
     train = [r for r in history.get("train", []) if isinstance(r, Mapping)]
     val = [r for r in history.get("validation", []) if isinstance(r, Mapping)]
-    if not _series(train + val, "bits_per_dim")[0]:
+    if not series(train + val, "bits_per_dim")[0]:
         return None
     figure = new_figure(TEXT_WIDTH, 2.0)
     bpd, accuracy = figure.subplots(1, 2)
     for records, label, style in ((train, "train (moving avg.)", {"linewidth": 0.7, "alpha": 0.7}),
                                   (val, "validation", {"marker": "o", "linewidth": 1.0})):
         window = max(1, len(records) // 20) if records is train else 1
-        xs, ys = _series(records, "bits_per_dim")
+        xs, ys = series(records, "bits_per_dim")
         if xs:
             bpd.plot(xs, moving_average(ys, window), label=label, **style)
         for head in range(n_heads):
-            xs, ys = _series(records, f"head_{head}_accuracy")
+            xs, ys = series(records, f"head_{head}_accuracy")
             if xs:
                 accuracy.plot(xs, moving_average(ys, window),
                               label=f"head {head}, {label}" if n_heads > 1 else label, **style)
@@ -379,7 +377,9 @@ class _Drawer:
         return FigureOutcome(name, files)
 
     def draw(self, name: str) -> FigureOutcome:
-        from dubfiv.explain.baseline import BinTooSmallError
+        from dubfiv.analysis import AnalysisError
+        from dubfiv.data import DatasetError
+        from two4two.pytorch import Two4TwoDatasetError
 
         options = self.options
         build: Callable[[], Figure | None]
@@ -412,8 +412,10 @@ class _Drawer:
         try:
             with paper_style(**frame):
                 figure = build()
-        except BinTooSmallError as error:
-            return FigureOutcome(name, [], f"{error} (lower --n_rows)")
+        except (ValueError, AnalysisError, DatasetError, Two4TwoDatasetError) as error:
+            # e.g. a bin with fewer images than --n_rows, no 1x1 convolution for the concepts,
+            # or a missing train split: this figure is skipped, the others are still drawn
+            return FigureOutcome(name, [], " ".join(str(error).split()))
         if figure is None:
             return FigureOutcome(name, [], "the run's history has no bits/dim records "
                                  "(e.g. the paper's released run)")

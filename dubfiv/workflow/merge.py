@@ -55,7 +55,7 @@ from typing import Any, Literal
 
 from tqdm import tqdm
 
-from dubfiv.files import atomic_write
+from dubfiv.files import atomic_write, umask
 from dubfiv.workflow.dataset_dirs import (
     MergeError,
     SourceSplit,
@@ -289,14 +289,8 @@ def _write_all(base: Path, merged: list[_Merged], placer: _Placer, info: dict[st
     (base / MERGE_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _swap_into_place(tmp: Path, destination: Path) -> None:
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+    os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700
     if not destination.exists():
         os.rename(tmp, destination)
         return

@@ -106,8 +106,10 @@ def ground_truth_columns(report: Mapping[str, Any]) -> dict[str, Any]:
     return columns
 
 
-def cache_accuracies(run_dir: Path, checkpoint: Path, notes: list[str]) -> dict[str, Any]:
-    """``<split>_accuracy:head_<i>`` from the analysis cache, for the current checkpoint."""
+def cache_accuracies(run_dir: Path, checkpoint: Path, notes: list[str],
+                     include_validation: bool = False) -> dict[str, Any]:
+    """``<split>_accuracy:head_<i>`` from the analysis cache, for the current checkpoint
+    (the validation split only with ``include_validation``: the history usually has it)."""
     try:
         from dubfiv.explain.cache import CACHE_DIRNAME, checkpoint_fingerprint
     except ImportError:
@@ -130,7 +132,7 @@ def cache_accuracies(run_dir: Path, checkpoint: Path, notes: list[str]) -> dict[
             stale += 1
             continue
         split, head = str(meta.get("split")), int(meta.get("head", 0))
-        if split == "validation" or len(logits) == 0:
+        if (split == "validation" and not include_validation) or len(logits) == 0:
             continue
         accuracy = float(np.mean((logits > 0) == (labels > 0.5)))
         if len(logits) > best.get((split, head), (-1, 0.0))[0]:

@@ -165,6 +165,29 @@ def test_effect_of_set_on_a_synthetic_model_with_known_answer() -> None:
     assert summary["a"]["source"] == "test_a" and summary["a"]["jointly_with"] == []
 
 
+def test_folded_interval_of_the_absolute_effect() -> None:
+    """|x| from x: an interval containing 0 starts at 0, a one-sided one is mirrored; and on
+    an unused attribute (true effect 0) the folded interval covers the estimate, which the
+    bootstrap interval of |r| itself misses (every replicate's |r| exceeds the sample's)."""
+    from dubfiv.ground_truth import fold
+
+    def est(value: float, low: float, high: float) -> stats.Estimate:
+        return stats.Estimate(value, low, high, 0.95, 100, 1000)
+
+    near_zero = fold(est(-0.01, -0.2, 0.1))
+    assert (near_zero.value, near_zero.low, near_zero.high) == (0.01, 0.0, 0.2)
+    negative = fold(est(-0.5, -0.7, -0.3))
+    assert (negative.value, negative.low, negative.high) == (0.5, 0.3, 0.7)
+    rng = np.random.default_rng(3)
+    change, delta = rng.normal(size=150), rng.normal(size=150)
+    change = change - np.polyfit(delta, change, 1)[0] * delta  # sample correlation ~0
+    absolute = stats.bootstrap(lambda c, d: np.abs(stats.pearson(c, d)), [change, delta],
+                               n_bootstrap=1000, seed=0)
+    assert not absolute.covers(absolute.value)
+    folded = fold(stats.bootstrap(stats.pearson, [change, delta], n_bootstrap=1000, seed=0))
+    assert folded.covers(folded.value) and folded.low == 0.0
+
+
 def test_multi_attribute_set_gives_each_attribute_its_own_verdict() -> None:
     rng = np.random.default_rng(9)
     n = 400

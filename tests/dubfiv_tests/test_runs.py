@@ -200,3 +200,12 @@ def test_released_head_is_assumed_when_the_toml_names_no_layer(tmp_path: Path) -
     check_heads([head], paper.model)  # layer 641 of the paper architecture has 768 features
     with pytest.raises(RunError, match="after_layer"):
         _heads_from_raw({}, [{"fc.weight": torch.zeros(1, 384)}], tmp_path / "x.toml")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_asking_for_missing_cuda_is_a_clear_error(run_dir: Path) -> None:
+    from dubfiv.runs import resolve_device
+
+    assert resolve_device(None).type == "cpu" and resolve_device("cpu").type == "cpu"
+    with pytest.raises(RunError, match="--device cuda: CUDA is not available"):
+        load_run(run_dir, device="cuda")

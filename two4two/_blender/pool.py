@@ -92,6 +92,7 @@ class WorkerPool:
         """Spawn the workers (they build their scenes in the background)."""
         if self._processes:
             return
+        self.devices = {}
         self._scratch_dir = tempfile.mkdtemp(prefix="two4two-render-", dir=_scratch_base())
         context = multiprocessing.get_context("spawn")
         self._tasks, self._results = context.Queue(), context.Queue()

@@ -96,6 +96,13 @@ def test_grid_file_and_flag_override(tmp_path: Path) -> None:
     grid.write_text("[grid]\ntrain.n_samples = [11, 12]\n")
     names = [v.name for v in build_variants(SMALL, "dot", tmp_path / "out", grid_file=grid)]
     assert names == ["dot_train_n_samples_11", "dot_train_n_samples_12"]
+    # ... also in [labels]; a bad value names the dotted key (no KeyError)
+    grid.write_text('[grid]\ntrain.n_samples = [11]\n[labels]\ntrain.n_samples = "n"\n')
+    [named] = build_variants(SMALL, "dot", tmp_path / "out", grid_file=grid)
+    assert named.name == "dot_n_11"
+    grid.write_text("[grid]\ntrain.n_samples = []\n")
+    with pytest.raises(WorkflowError, match=r"grid\.train\.n_samples: expected a non-empty"):
+        build_variants(SMALL, "dot", tmp_path / "out", grid_file=grid)
     # an unbiased base never gets the name of a biased dataset
     unbiased = ROOT / "config" / "dataset_config_unbiased.toml"
     [released] = build_variants(unbiased, "released", tmp_path / "out")

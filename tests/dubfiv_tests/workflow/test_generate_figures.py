@@ -10,6 +10,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dubfiv.cli.generate_figures import main
@@ -94,6 +95,20 @@ def test_missing_inputs_are_skipped_with_a_note(run_copy: Path, tmp_path: Path,
     assert not (out / "training.pdf").exists()
 
 
+def test_a_figure_that_cannot_be_drawn_is_skipped(run_copy: Path, small_dataset: Path,
+                                                  tmp_path: Path) -> None:
+    """More rows than a logit bin holds images: the baseline is skipped with the reason,
+    the training curves are still drawn and figures.json is written."""
+    out = tmp_path / "figures"
+    status = main(["--model", str(run_copy), "--output", str(out), "--dataset_dir",
+                   str(small_dataset.parent), "--only", "baseline,training", "--n_rows",
+                   "1000", "--formats", "png", "--quiet"])
+    assert status == 0
+    index = {f["name"]: f for f in json.loads((out / "figures.json").read_text())["figures"]}
+    assert index["baseline"]["files"] == [] and "bin" in index["baseline"]["note"]
+    assert index["training"]["files"] == ["training.png"]
+
+
 def test_nothing_drawable_fails(run_copy: Path, tmp_path: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["--model", str(run_copy), "--output", str(tmp_path / "f"), "--only",
@@ -103,7 +118,8 @@ def test_nothing_drawable_fails(run_copy: Path, tmp_path: Path,
     assert err.startswith("dubfiv_generate_figures: error:") and "\n" not in err
 
 
-@pytest.mark.parametrize("case", ["no_run", "bad_figure", "bad_format", "output_is_file"])
+@pytest.mark.parametrize("case", ["no_run", "bad_figure", "bad_format", "output_is_file",
+                                  "bad_p_hi", "no_concepts", "no_cuda"])
 def test_errors_are_one_line_and_write_nothing(case: str, run_copy: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "a_file"
@@ -112,14 +128,20 @@ def test_errors_are_one_line_and_write_nothing(case: str, run_copy: Path, tmp_pa
     args = {"no_run": ["--model", str(tmp_path / "missing")],
             "bad_figure": ["--model", str(run_copy), "--only", "baseline,heatmap"],
             "bad_format": ["--model", str(run_copy), "--formats", "jpg"],
-            "output_is_file": ["--model", str(run_copy)]}[case]
+            "output_is_file": ["--model", str(run_copy)],
+            "bad_p_hi": ["--model", str(run_copy), "--p_hi", "150"],
+            "no_concepts": ["--model", str(run_copy), "--n_concepts", "0"],
+            "no_cuda": ["--model", str(run_copy), "--device", "cuda"]}[case]
+    if case == "no_cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
     target = blocker / "sub" if case == "output_is_file" else out
     status = main([*args, "--output", str(target), "--quiet"])
     assert status == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("dubfiv_generate_figures: error:") and "\n" not in err
     assert {"no_run": "missing", "bad_figure": "heatmap", "bad_format": "jpg",
-            "output_is_file": "a_file"}[case] in err
+            "output_is_file": "a_file", "bad_p_hi": "--p_hi", "no_concepts": "--n_concepts",
+            "no_cuda": "CUDA is not available"}[case] in err
     assert not out.exists()
 
 
