@@ -338,8 +338,8 @@ def evaluate_run(
     ``train.dataset``. Returns the JSON-able report (see :func:`write_report`).
 
     Raises:
-        GroundTruthError: no intervention sets, unpaired scenes, bad head index.
-        RunError: the run directory cannot be loaded.
+        GroundTruthError: no intervention sets, unpaired scenes.
+        RunError: the run directory cannot be loaded, or it has no head ``head_index``.
     """
     from dubfiv.data import open_split
     from dubfiv.runs import load_run
@@ -348,12 +348,8 @@ def evaluate_run(
     if n_bootstrap < 1:
         raise GroundTruthError(f"--n_bootstrap must be >= 1, got {n_bootstrap}")
     run = load_run(run_dir, device=device)
-    if not 0 <= head_index < len(run.heads):
-        raise GroundTruthError(f"{run_dir}: head {head_index} does not exist "
-                               f"(the run has {len(run.heads)} heads)")
-    head = run.heads[head_index]
-    dataset_dir = Path(dataset_dir if dataset_dir is not None else run.experiment.train.dataset_dir)
-    dataset = dataset or run.experiment.train.dataset
+    head = run.head(head_index)
+    dataset_dir, dataset = run.dataset_location(dataset_dir, dataset)
     root = dataset_dir / dataset
     sets = find_intervention_sets(root, split)
 

@@ -32,7 +32,7 @@ from dubfiv.config import (
 )
 from dubfiv.flow import SequentialFlow, build_flow, flow_from_state_dict
 from dubfiv.flow import model_config_from_state_dict as infer_model_config
-from dubfiv.heads import build_heads, check_heads
+from dubfiv.heads import LinearHead, build_heads, check_heads
 from dubfiv.train.checkpoint import CheckpointError, load_checkpoint
 
 __all__ = ["Run", "RunError", "find_checkpoint", "load_run", "resolve_device"]
@@ -78,6 +78,23 @@ class Run:
         """Per-image input ``(C, H, W)``."""
         model = self.experiment.model
         return (model.in_channels, model.image_size, model.image_size)
+
+    def head(self, index: int) -> LinearHead:
+        """Head ``index``.
+
+        Raises:
+            RunError: the run has no such head.
+        """
+        if not 0 <= index < len(self.heads):
+            raise RunError(f"{self.run_dir}: head {index} does not exist (the run has "
+                           f"{len(self.heads)} heads)")
+        return self.heads[index]  # type: ignore[return-value]
+
+    def dataset_location(self, dataset_dir: str | os.PathLike | None = None,
+                         dataset: str | None = None) -> tuple[Path, str]:
+        """``(dataset_dir, dataset)``: the given ones, else the run's training dataset."""
+        return (Path(dataset_dir if dataset_dir is not None else self.experiment.train.dataset_dir),
+                dataset or self.experiment.train.dataset)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

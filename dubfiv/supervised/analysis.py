@@ -196,7 +196,7 @@ def run_analysis(
         ``(report, readout)``: the JSON-able report and the raw readout.
 
     Raises:
-        SupervisedError: bad counts or head index. CheckpointError / RunError /
+        SupervisedError: bad counts. RunError: no such head. CheckpointError / RunError /
             DatasetError: missing models or data (the message names the path).
     """
     from dubfiv.data import open_split, to_unit
@@ -213,12 +213,8 @@ def run_analysis(
         raise SupervisedError(f"--p_hi must be in ({INTERPOLATION_P_LO:g}, 100], got {p_hi}")
     supervised = load_supervised(supervised_dir, device=device)
     run = load_run(run_dir, device=supervised.device)
-    if not 0 <= head_index < len(run.heads):
-        raise SupervisedError(f"{run_dir}: head {head_index} does not exist (the run has "
-                              f"{len(run.heads)} heads)")
-    head = run.heads[head_index]
-    dataset_dir = Path(dataset_dir if dataset_dir is not None else run.experiment.train.dataset_dir)
-    dataset = dataset or run.experiment.train.dataset
+    head = run.head(head_index)
+    dataset_dir, dataset = run.dataset_location(dataset_dir, dataset)
     data = open_split(dataset_dir, dataset, split, ["obj_name"])
     has_validation = (dataset_dir / dataset / "validation" / "parameters.jsonl").is_file()
     reference = open_split(dataset_dir, dataset, "validation", ["obj_name"]) \

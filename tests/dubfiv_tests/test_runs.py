@@ -209,3 +209,13 @@ def test_asking_for_missing_cuda_is_a_clear_error(run_dir: Path) -> None:
     assert resolve_device(None).type == "cpu" and resolve_device("cpu").type == "cpu"
     with pytest.raises(RunError, match="--device cuda: CUDA is not available"):
         load_run(run_dir, device="cuda")
+
+
+def test_head_and_dataset_location(run_dir: Path) -> None:
+    run = load_run(run_dir, device="cpu")
+    assert run.head(0) is run.heads[0]
+    with pytest.raises(RunError, match=r"head 5 does not exist \(the run has 1 heads\)"):
+        run.head(5)
+    train = run.experiment.train
+    assert run.dataset_location() == (Path(train.dataset_dir), train.dataset)
+    assert run.dataset_location("elsewhere", "other") == (Path("elsewhere"), "other")
