@@ -53,6 +53,7 @@ setup(
         "pillow>=9.0",
         "pandas>=2.0",
         "scikit-learn>=1.3",
+        "statsmodels>=0.14",
         "bpy==4.5.*",
     ],
     extras_require={

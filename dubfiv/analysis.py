@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from dubfiv.data import open_split, to_unit
+from dubfiv.errors import DubfivError
 from dubfiv.explain import cache as split_cache
 from dubfiv.explain.baseline import Baseline
 from dubfiv.explain.bins import BASELINE_PERCENTILES, INTERPOLATION_P_LO, LogitBins, logit_bins
@@ -46,7 +47,7 @@ SPLIT_ALIASES = {"treatment": "validation", "task": "test"}
 """The paper's names of the splits: treatment examples (validation), task examples (test)."""
 
 
-class AnalysisError(RuntimeError):
+class AnalysisError(DubfivError, RuntimeError):
     """The run's datasets cannot be found or a request does not fit the data."""
 
 

@@ -28,6 +28,8 @@ from typing import Any, Literal, TypeVar, Union
 
 import toml
 
+from dubfiv.errors import DubfivError
+
 __all__ = [
     "ClassifierConfig",
     "ConfigError",
@@ -50,7 +52,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(DubfivError, ValueError):
     """A configuration file or dictionary does not match the dataclasses."""
 
 

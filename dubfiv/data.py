@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from dubfiv.errors import DubfivError
+
 __all__ = [
     "DatasetError",
     "StepBatchSampler",
@@ -54,7 +56,7 @@ STREAM_VALIDATION = 5
 STREAM_INIT = 6
 
 
-class DatasetError(RuntimeError):
+class DatasetError(DubfivError, RuntimeError):
     """A dataset split is missing, unreadable or does not fit the model."""
 
 

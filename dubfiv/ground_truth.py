@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from dubfiv import stats
+from dubfiv.errors import DubfivError
 
 __all__ = [
     "DEFAULT_RELATIVE_THRESHOLD",
@@ -78,7 +79,7 @@ DEFAULT_RELATIVE_THRESHOLD = 0.1
 INTERVENTION_FILE = "intervention.json"
 
 
-class GroundTruthError(RuntimeError):
+class GroundTruthError(DubfivError, RuntimeError):
     """Intervention data is missing or inconsistent (the message names the path and fix)."""
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dubfiv.config import ExperimentConfig, load_experiment
+from dubfiv.errors import DubfivError
 
 if TYPE_CHECKING:
     from dubfiv.study.export import ExportConfig
@@ -33,7 +34,7 @@ __all__ = ["QuickstartConfig", "QuickstartError", "QuickstartResult", "run_quick
 REPO_CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 
 
-class QuickstartError(RuntimeError):
+class QuickstartError(DubfivError, RuntimeError):
     """The quick start cannot run (missing configs, a conflicting output folder)."""
 
 

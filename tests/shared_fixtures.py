@@ -60,10 +60,27 @@ def cache_root(pytest_config: pytest.Config) -> Path:
     return Path(cache.mkdir("dubfiv_fixtures"))
 
 
+def _reusable(target: Path) -> Path | None:
+    """With ``DUBFIV_TEST_REUSE_FIXTURES=1``, the newest finished build of the same kind.
+
+    For development while the sources change often: the cached dataset and run are
+    then reused although their source hash differs. CI never sets it.
+    """
+    if os.environ.get("DUBFIV_TEST_REUSE_FIXTURES") != "1":
+        return None
+    kind = target.name.rsplit("_", 1)[0]
+    builds = [p for p in target.parent.glob(f"{kind}_*")
+              if p.is_dir() and p.name.rsplit("_", 1)[0] == kind]
+    return max(builds, key=lambda p: p.stat().st_mtime, default=None)
+
+
 def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     """Build ``target`` with ``build(tmp)`` unless it exists; atomic and process-safe."""
     if target.exists():  # built earlier: no need to wait for the lock
         return target
+    reused = _reusable(target)
+    if reused is not None:
+        return reused
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

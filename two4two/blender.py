@@ -44,6 +44,7 @@ import numpy as np
 from two4two._blender.pool import PoolSettings, WorkerFailure, WorkerPool
 from two4two._blender.spec import DEFAULT_VIEW_TRANSFORM, RenderSpec
 from two4two._blender.worker import Task
+from two4two.errors import Two4TwoError
 
 __all__ = ["RenderError", "Renderer", "available_cores", "render", "render_single"]
 
@@ -55,7 +56,7 @@ _INSTALL_HINT = 'install Blender as a Python module with: pip install "bpy==4.5.
 RenderResult = tuple[np.ndarray, np.ndarray, Any]
 
 
-class RenderError(RuntimeError):
+class RenderError(Two4TwoError, RuntimeError):
     """Rendering failed: ``bpy`` is missing, or a Blender worker failed or died.
 
     ``details`` holds the worker's traceback or log tail, when there is one.

@@ -43,6 +43,7 @@ from two4two.dataset_config import (
     intervention_dirname,
     make_sampler,
 )
+from two4two.errors import Two4TwoError
 from two4two.scene_parameters import (
     SceneParameters,
     load_jsonl,
@@ -65,7 +66,7 @@ _IDENTITY_KEYS = ("sampler", "sampler_config", "n_samples", "unbiased", "resolut
                   "render_samples", "seed", "modified_attributes")
 
 
-class DatasetError(RuntimeError):
+class DatasetError(Two4TwoError, RuntimeError):
     """A dataset directory cannot be written or resumed; the message names it and the fix."""
 
 

@@ -21,6 +21,7 @@ import toml
 
 from two4two import utils
 from two4two.bias import Sampler
+from two4two.errors import Two4TwoError
 
 __all__ = [
     "DatasetConfig",
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 
-class DatasetConfigError(ValueError):
+class DatasetConfigError(Two4TwoError, ValueError):
     """A dataset TOML is invalid; the message names the file and the field."""
 
 

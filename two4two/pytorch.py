@@ -25,6 +25,7 @@ import torch.utils.data
 from PIL import Image
 from torchvision import transforms
 
+from two4two.errors import Two4TwoError
 from two4two.scene_parameters import OBJ_NAMES, SAMPLED_ATTRIBUTES, SceneParameters, load_jsonl
 
 __all__ = ["Two4Two", "Two4TwoDatasetError", "all_attributes"]
@@ -37,7 +38,7 @@ _DROPPED_COLUMNS = ("obj_color_rgba", "bg_color_rgba", "resolution", "_attribute
                     "__module__", "__name__")
 
 
-class Two4TwoDatasetError(FileNotFoundError):
+class Two4TwoDatasetError(Two4TwoError, FileNotFoundError):
     """A split directory, ``parameters.jsonl`` or an image is missing or unreadable."""
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from dubfiv.errors import DubfivError
 from dubfiv.explain.bins import LogitBins
 from dubfiv.explain.figures import image_grid
 from dubfiv.explain.records import save_png, write_json
@@ -24,7 +25,7 @@ from dubfiv.explain.records import save_png, write_json
 __all__ = ["Baseline", "BinTooSmallError", "draw_binned_grid", "label_name"]
 
 
-class BinTooSmallError(ValueError):
+class BinTooSmallError(DubfivError, ValueError):
     """A logit bin holds fewer images than the grid has rows."""
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
+from dubfiv.errors import DubfivError
 from dubfiv.study.content import write_text_atomic
 
 __all__ = [
@@ -45,7 +46,7 @@ MANIFEST_FORMAT = "dubfiv-study-manifest"
 T = TypeVar("T")
 
 
-class BundleError(RuntimeError):
+class BundleError(DubfivError, RuntimeError):
     """The output folder cannot be written or replaced."""
 
 

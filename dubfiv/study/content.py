@@ -26,12 +26,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from dubfiv.errors import DubfivError
 from dubfiv.files import atomic_write_text
 
 __all__ = [
     "CONDITION_KEYS",
     "STUDY_JSON",
     "Attribute",
+    "CheckQuestion",
     "Condition",
     "GridLayout",
     "Page",
@@ -51,7 +53,7 @@ CONDITION_KEYS = ("baseline", "inn", "concepts")
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
-class StudyError(ValueError):
+class StudyError(DubfivError, ValueError):
     """A study description is inconsistent or cannot be read."""
 
 
@@ -217,6 +219,30 @@ class PredictionTask:
                    model_logit=float(data["model_logit"]), true_label=data["true_label"])
 
 
+@dataclasses.dataclass
+class CheckQuestion:
+    """A single-choice question with one right answer that screens participants.
+
+    ``kind`` is ``"attention"`` (an instructional attention check placed inside
+    the survey's questions) or ``"comprehension"`` (a question on the tutorial).
+    ``tag`` is its export tag (the responses CSV column), ``correct`` the
+    1-based index of the right choice in ``choices`` (the value Qualtrics
+    records for it). A participant who answers any check wrongly is excluded
+    from the analysis; a failed comprehension check also ends the survey.
+    """
+
+    tag: str
+    kind: str
+    text: str
+    choices: list[str]
+    correct: int
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "check") -> CheckQuestion:
+        _check_keys(data, cls, where)
+        return cls(**data)
+
+
 _DEFAULT_CONSENT = (
     "<p>This study is part of a research project on explanations of image "
     "classifiers. It takes about 20 minutes. Participation is voluntary and "
@@ -248,6 +274,7 @@ class Study:
         "not confident at all", "slightly confident", "moderately confident",
         "very confident", "completely confident"])
     prediction_question: str = "Which class will the model predict?"
+    checks: list[CheckQuestion] = dataclasses.field(default_factory=list)
     seed: int = 0
     format_version: int = FORMAT_VERSION
 
@@ -288,6 +315,14 @@ class Study:
         unique([c.key for c in self.conditions], "condition")
         unique([a.key for a in self.attributes], "attribute")
         unique([t.key for t in self.tasks], "task")
+        unique([c.tag for c in self.checks], "check")
+        for chk in self.checks:
+            if chk.kind not in ("attention", "comprehension"):
+                problems.append(f"check {chk.tag!r}: kind must be 'attention' or "
+                                f"'comprehension', got {chk.kind!r}")
+            if not 1 <= chk.correct <= len(chk.choices):
+                problems.append(f"check {chk.tag!r}: correct={chk.correct} is not a 1-based "
+                                f"index into its {len(chk.choices)} choices")
         if len(self.class_names) != 2 or len(set(self.class_names)) != 2:
             problems.append(f"class_names must be two distinct names, got {self.class_names}")
         if len(self.relevance_answers) != 2:
@@ -351,6 +386,9 @@ class Study:
         if "tasks" in data:
             kwargs["tasks"] = [PredictionTask.from_dict(d, f"{where}: tasks[{i}]")
                                for i, d in enumerate(data["tasks"])]
+        if "checks" in data:
+            kwargs["checks"] = [CheckQuestion.from_dict(d, f"{where}: checks[{i}]")
+                                for i, d in enumerate(data["checks"])]
         return cls(**kwargs)
 
     def save(self, folder: str | os.PathLike[str]) -> Path:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from dubfiv.errors import DubfivError
 from dubfiv.explain.records import write_json
 from dubfiv.study.bundle import BundleError, build_atomically, check_writable, write_manifest
 from dubfiv.study.content import (
@@ -78,7 +79,7 @@ EXPORT_JSON = "export.json"
 README = "README.md"
 
 
-class ExportError(ValueError):
+class ExportError(DubfivError, ValueError):
     """The export cannot run as asked; the message names the flag or path and the fix."""
 
 

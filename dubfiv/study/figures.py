@@ -32,6 +32,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
+from dubfiv.errors import DubfivError
 from dubfiv.explain.baseline import label_name
 from dubfiv.explain.bins import LogitBins
 from dubfiv.explain.figures import to_hwc
@@ -65,7 +66,7 @@ RECORDS_DIR = "records"
 _INCH = 0.0254  # metres
 
 
-class MaterialError(ValueError):
+class MaterialError(DubfivError, ValueError):
     """An explanation cannot be turned into study material (e.g. nothing to show)."""
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from dubfiv.errors import DubfivError
+
 __all__ = [
     "CONDITION_FIELD",
     "TAG_CONFIDENCE",
@@ -47,7 +49,7 @@ _FLOW_TYPES = {"Block", "Standard", "BlockRandomizer", "Randomizer", "Group",
                "EmbeddedData", "EndSurvey", "Branch"}
 
 
-class QsfError(ValueError):
+class QsfError(DubfivError, ValueError):
     """A .qsf file cannot be built or read."""
 
 

@@ -35,6 +35,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dubfiv.errors import DubfivError
 from dubfiv.files import atomic_write
 from dubfiv.study.content import Study, write_text_atomic
 from dubfiv.study.qualtrics import (
@@ -69,7 +70,7 @@ _SKIP_STATUS = {"1", "2", "8", "9", "12", "17", "survey preview", "survey test",
                 "survey preview spam", "imported spam", "offline survey preview"}
 
 
-class ResultsError(ValueError):
+class ResultsError(DubfivError, ValueError):
     """The responses cannot be analysed (missing file, wrong survey, bad values)."""
 
 

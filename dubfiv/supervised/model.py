@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dubfiv.errors import DubfivError
+
 __all__ = [
     "SupervisedError",
     "build_model",
@@ -20,7 +22,7 @@ __all__ = [
 ]
 
 
-class SupervisedError(RuntimeError):
+class SupervisedError(DubfivError, RuntimeError):
     """Bad input to the supervised baseline (the message names the flag/file and the fix)."""
 
 

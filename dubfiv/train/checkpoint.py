@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from dubfiv.errors import DubfivError
 from dubfiv.files import atomic_write
 
 __all__ = [
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(DubfivError, RuntimeError):
     """A checkpoint is missing or unreadable."""
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dubfiv.errors import DubfivError
+
 __all__ = ["InverseCheckError", "NonFiniteLossError", "TrainingError"]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(DubfivError, RuntimeError):
     """Training cannot start or continue (bad setup, missing package, ...)."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dubfiv.errors import DubfivError
+
 __all__ = ["WorkflowError"]
 
 
-class WorkflowError(ValueError):
+class WorkflowError(DubfivError, ValueError):
     """Bad input to a workflow tool; the message names the file or flag and the fix."""

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from dubfiv.errors import DubfivError
 from dubfiv.ground_truth import interval_tuple
 from dubfiv.train.plots import series
 from dubfiv.workflow.paper_style import (
@@ -76,7 +77,7 @@ RELEVANT_COLOR = "#c0392b"
 IRRELEVANT_COLOR = "#7f8c8d"
 
 
-class FigureError(ValueError):
+class FigureError(DubfivError, ValueError):
     """Bad arguments or an unusable run/output folder (raised before anything is written)."""
 
 

@@ -15,6 +15,8 @@ import struct
 
 import numpy as np
 
+from two4two.errors import Two4TwoError
+
 __all__ = ["ExrError", "read_exr_channels"]
 
 _MAGIC = 20000630
@@ -23,7 +25,7 @@ _MULTIPART_FLAG = 0x1000
 _TILED_FLAG = 0x200
 
 
-class ExrError(ValueError):
+class ExrError(Two4TwoError, ValueError):
     """The bytes are not an EXR file this reader supports."""
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from two4two._blender.worker import Task, WorkerConfig, worker_main
+from two4two.errors import Two4TwoError
 
 __all__ = ["PoolSettings", "WorkerFailure", "WorkerPool"]
 
@@ -32,7 +33,7 @@ _JOIN_S = 10.0
 _LOG_TAIL_LINES = 15
 
 
-class WorkerFailure(Exception):
+class WorkerFailure(Two4TwoError):
     """A worker could not import bpy (``kind='import'``), failed (``'error'``) or died."""
 
     def __init__(self, kind: str, message: str, details: str = "") -> None:
