@@ -13,19 +13,22 @@ Public API::
 
 Each worker process imports ``bpy`` once, builds the scene once and only
 updates it per image (:mod:`two4two._blender.scene`); this module never imports
-``bpy`` itself. Workers are started with the ``spawn`` method; each gets
-``cores // workers`` Cycles threads (at least one), so the machine is not
-oversubscribed. Results come back in input order. With ``output_dir``, workers
-write ``<id>.png`` (RGB) and ``<id>_mask.png`` (labels) atomically (temporary
-file in the same folder, then rename) before the tuple is yielded. Ctrl-C or
-an error stops all workers and removes their temporary files. Blender's own
-console output is kept in a log file per worker unless ``print_output``.
+``bpy`` itself. Workers are fresh interpreters running
+``python -m two4two._blender.worker`` (:mod:`two4two._blender.pool`), not
+``multiprocessing`` children, so they never import the caller's main module:
+rendering works the same from a script (with or without an
+``if __name__ == "__main__":`` guard), ``python -c``, a script on stdin and a
+notebook. Each worker gets ``cores // workers`` Cycles threads (at least
+one), so the machine is not oversubscribed. Results come back in input order.
+With ``output_dir``, workers write ``<id>.png`` (RGB) and ``<id>_mask.png``
+(labels) atomically (temporary file in the same folder, then rename) before
+the tuple is yielded; :func:`render` also appends each scene's
+``state_dict()`` to ``<output_dir>/parameters.jsonl``. Ctrl-C or an error stops
+all workers and removes their temporary files. Blender's own console output is
+kept in a log file per worker unless ``print_output``.
 
 The GPU (OptiX, CUDA, HIP or oneAPI, whichever Cycles finds) is used when
 present (``device='auto'``); otherwise, or with ``device='cpu'``, the CPU.
-
-As with any ``spawn``-ed worker, a script that renders must guard its main
-code with ``if __name__ == "__main__":``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import itertools
-import multiprocessing
+import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -184,10 +187,6 @@ class Renderer:
             raise RenderError("this Renderer was closed; create a new one")
         if self._pool.started:
             return
-        if getattr(multiprocessing.current_process(), "_inheriting", False):
-            raise RenderError(
-                "rendering was started while a spawned worker imported your main module; "
-                "guard the main code of your script with `if __name__ == '__main__':`")
         check_bpy_available()
         if self.print_cmd:
             print(f"two4two: starting {self.n_processes} Blender worker(s) (bpy, Cycles, "
@@ -343,37 +342,49 @@ class Renderer:
             raise RenderError(str(failure), details=failure.details) from None
 
 
+PARAMETERS_FILE = "parameters.jsonl"
+"""The file in ``output_dir`` that :func:`render` appends one scene ``state_dict()`` per line to."""
+
+
 def render(
     params: Iterable[Any],
     n_processes: int = 0,
     chunk_size: int = 1,
     output_dir: str | os.PathLike | None = None,
-    *,
-    samples: int = DEFAULT_SAMPLES,
-    download_blender: bool = False,
     blender_dir: str | os.PathLike | None = None,
+    download_blender: bool = False,
     print_output: bool = False,
     print_cmd: bool = False,
     save_blender_file: bool = False,
+    *,
+    samples: int = DEFAULT_SAMPLES,
     device: str = "auto",
+    write_parameters: bool = True,
 ) -> Iterator[RenderResult]:
     """Render scenes with fresh worker processes; yields ``(image, mask, params)`` in order.
+
+    The positional order is the original two4two's, so its calls work unchanged.
 
     Args:
         params: the scenes (``SceneParameters``).
         n_processes: worker processes; 0 = one per available core, at most
             one per scene.
         chunk_size: scenes handed to a worker at a time.
-        output_dir: if given, write ``<id>.png`` and ``<id>_mask.png`` there.
-        samples: Cycles samples per pixel (128 = the released datasets; fewer
-            for drafts).
+        output_dir: if given, write ``<id>.png`` and ``<id>_mask.png`` there,
+            and append each scene's ``state_dict()`` as one JSON line to
+            ``<output_dir>/parameters.jsonl`` (in render order, once its PNGs
+            are in place, before it is yielded), as the original does.
+        blender_dir: accepted for compatibility; a no-op.
         download_blender: accepted for compatibility; a no-op (``bpy`` needs
             no separate Blender).
-        blender_dir: accepted for compatibility; a no-op.
         print_output: show Blender's console output.
         print_cmd: print a line describing the workers when they start.
         save_blender_file: also write ``<id>.blend`` (needs ``output_dir``).
+        samples: Cycles samples per pixel (128 = the released datasets; fewer
+            for drafts).
         device: ``'auto'``, ``'cpu'`` or ``'gpu'``.
+        write_parameters: ``False`` skips ``parameters.jsonl`` (for callers
+            that keep their own, like the dataset writer).
 
     Returns:
         an iterator of ``(image uint8 [H, W, 3], mask uint8 [H, W], params)``.
@@ -387,19 +398,47 @@ def render(
     del download_blender, blender_dir  # compatibility only
     scenes = list(params)
     check_bpy_available()
+    log_path = None
+    if output_dir is not None and write_parameters:
+        for scene in scenes:
+            if not callable(getattr(scene, "state_dict", None)):
+                raise ValueError(f"render(output_dir=...) writes {PARAMETERS_FILE} and needs "
+                                 f"scenes with state_dict(); got {type(scene).__name__} "
+                                 "(pass SceneParameters, or write_parameters=False)")
+        log_path = Path(output_dir) / PARAMETERS_FILE
     workers = min(n_processes or available_cores(), max(1, len(scenes)))
     renderer = Renderer(workers, samples=samples, device=device,
                         print_output=print_output, print_cmd=print_cmd)
     renderer._drain_on_close = False
     iterator = renderer.render(scenes, chunk_size=chunk_size, output_dir=output_dir,
                                save_blender_file=save_blender_file)
-    return _closing(renderer, iterator)
+    return _closing(renderer, iterator, log_path)
 
 
-def _closing(renderer: Renderer, iterator: Iterator[RenderResult]) -> Iterator[RenderResult]:
-    """Iterate, then close the renderer; kill it if the iteration is abandoned or fails."""
+def _append_line(path: Path, line: str) -> None:
+    """Append ``line + "\\n"`` in one ``write`` call, then fsync (no partial lines on Ctrl-C)."""
+    data = (line + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask applies
     try:
-        yield from iterator
+        written = 0
+        while written < len(data):
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _closing(renderer: Renderer, iterator: Iterator[RenderResult],
+             parameters_path: Path | None) -> Iterator[RenderResult]:
+    """Iterate (logging scenes to ``parameters_path``), then close the renderer.
+
+    The renderer is killed if the iteration is abandoned or fails.
+    """
+    try:
+        for image, mask, scene in iterator:
+            if parameters_path is not None:
+                _append_line(parameters_path, json.dumps(scene.state_dict(), allow_nan=False))
+            yield image, mask, scene
     except BaseException:
         renderer.terminate()
         raise
@@ -407,14 +446,15 @@ def _closing(renderer: Renderer, iterator: Iterator[RenderResult]) -> Iterator[R
 
 
 def render_single(
-    params: Any, samples: int = DEFAULT_SAMPLES, **kwargs: Any
+    param: Any, samples: int = DEFAULT_SAMPLES, **kwargs: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render one scene in a fresh worker; returns ``(image uint8 [H, W, 3], mask uint8 [H, W])``.
 
-    ``kwargs`` are passed to :func:`render` (e.g. ``device``). Use a
-    :class:`Renderer` to render many scenes without restarting Blender.
+    ``param`` is the upstream keyword name. ``kwargs`` are passed to
+    :func:`render` (e.g. ``device``, ``output_dir``). Use a :class:`Renderer`
+    to render many scenes without restarting Blender.
     """
     kwargs.setdefault("n_processes", 1)
-    for image, mask, _ in render([params], samples=samples, **kwargs):
+    for image, mask, _ in render([param], samples=samples, **kwargs):
         return image, mask
     raise RenderError("the worker returned no image")

@@ -1,36 +1,51 @@
 """Worker processes of the renderer: start, feed, watch, stop (no ``bpy`` here).
 
-:class:`WorkerPool` starts ``n`` :func:`two4two._blender.worker.worker_main`
-processes with the ``spawn`` method, sends them chunks of tasks, returns
-their ``result`` messages and turns everything else into
-:class:`WorkerFailure` (a worker could not import ``bpy``, failed, or died).
-On :meth:`WorkerPool.terminate` it kills the workers and deletes the
-temporary files they may have left in the output folders (marked by the
-pool's token), and its RAM-disk scratch folder.
+:class:`WorkerPool` starts ``n`` worker processes, each a fresh interpreter
+running ``python -P -m two4two._blender.worker FD`` (see
+:mod:`two4two._blender.worker` for the protocol), so no worker ever imports
+the caller's ``__main__``. Each worker has its own socket pair; the pool
+hands a chunk of tasks to the worker with the fewest tasks in flight, returns
+the workers' ``result`` messages and turns everything else into
+:class:`WorkerFailure` (a worker could not import ``bpy``, failed, or died —
+a dead worker is reported with its exit status and the tail of its stderr
+log). On :meth:`WorkerPool.terminate` it kills and reaps the workers, deletes
+the temporary files they may have left in the output folders (marked by the
+pool's token), and its RAM-disk scratch folder. Pools still running when the
+interpreter exits are terminated by an ``atexit`` hook; workers whose parent
+dies exit on their own (end-of-file on the socket, or a changed parent pid).
+Needs a POSIX system (inherited file descriptors).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
-import multiprocessing
 import os
-import queue
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import uuid
+import weakref
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, Pipe, wait
 from pathlib import Path
 from typing import Any
 
-from two4two._blender.worker import Task, WorkerConfig, worker_main
+import two4two
+from two4two._blender.worker import Task, WorkerConfig
 from two4two.errors import Two4TwoError
 
-__all__ = ["PoolSettings", "WorkerFailure", "WorkerPool"]
+__all__ = ["PoolSettings", "WorkerFailure", "WorkerPool", "worker_command"]
 
 _POLL_S = 0.2
 _JOIN_S = 10.0
+_KILL_GRACE_S = 3.0
 _LOG_TAIL_LINES = 15
+_WORKER_MODULE = "two4two._blender.worker"
 
 
 class WorkerFailure(Two4TwoError):
@@ -54,6 +69,17 @@ class PoolSettings:
     cycles_settings: Mapping[str, Any]
 
 
+@dataclass
+class _Worker:
+    """One running worker process as the parent sees it."""
+
+    worker_id: int
+    process: subprocess.Popen
+    conn: Connection
+    log_path: str | None
+    in_flight: int = 0  # tasks sent whose result has not come back
+
+
 def _log_tail(path: str | None) -> str:
     if path is None or not os.path.exists(path):
         return ""
@@ -67,57 +93,119 @@ def _scratch_base() -> str | None:
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
+def worker_command(fd: int) -> list[str]:
+    """The command line of a worker that talks over the inherited file descriptor ``fd``.
+
+    ``-P``: the working directory is not put on the worker's ``sys.path`` (the
+    parent's ``sys.path`` is applied once the worker has its config).
+    """
+    if not sys.executable:
+        raise WorkerFailure("error", "cannot start Blender workers: sys.executable is empty "
+                            "(this Python cannot say where its interpreter is)")
+    return [sys.executable, "-P", "-m", _WORKER_MODULE, str(fd)]
+
+
+def _worker_env() -> dict[str, str]:
+    """The parent's environment with the folder holding ``two4two`` first on PYTHONPATH."""
+    env = dict(os.environ)
+    root = str(Path(two4two.__file__).resolve().parent.parent)
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+    env["PYTHONPATH"] = os.pathsep.join([root, *rest])
+    return env
+
+
+_LIVE_POOLS: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+
+
+@atexit.register
+def _terminate_live_pools() -> None:
+    for pool in list(_LIVE_POOLS):
+        with contextlib.suppress(Exception):
+            pool.terminate()
+
+
 class WorkerPool:
-    """``n`` Blender worker processes and their two queues (see the module docstring)."""
+    """``n`` Blender worker processes, one socket each (see the module docstring)."""
 
     def __init__(self, settings: PoolSettings) -> None:
         self.settings = settings
         self.token = uuid.uuid4().hex[:12]
         self.devices: dict[int, str] = {}  # worker id -> Cycles device, once ready
-        self._processes: list[Any] = []
-        self._log_paths: list[str | None] = []
+        self._workers: list[_Worker] = []
+        self._pending: deque[tuple] = deque()  # results read but not yet returned
         self._scratch_dir: str | None = None
-        self._tasks: Any = None
-        self._results: Any = None
         self._output_dirs: set[Path] = set()
 
     @property
     def started(self) -> bool:
-        return bool(self._processes)
+        return bool(self._workers)
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in self._processes]
+        return [w.process.pid for w in self._workers]
 
     def start(self) -> None:
-        """Spawn the workers (they build their scenes in the background)."""
-        if self._processes:
+        """Start the workers (they build their scenes in the background)."""
+        if self._workers:
             return
         self.devices = {}
+        self._pending.clear()
         self._scratch_dir = tempfile.mkdtemp(prefix="two4two-render-", dir=_scratch_base())
-        context = multiprocessing.get_context("spawn")
-        self._tasks, self._results = context.Queue(), context.Queue()
+        _LIVE_POOLS.add(self)
+        env = _worker_env()
+        try:
+            for worker_id in range(self.settings.n_processes):
+                self._workers.append(self._start_worker(worker_id, env))
+        except BaseException:
+            self.terminate()
+            raise
+
+    def _start_worker(self, worker_id: int, env: dict[str, str]) -> _Worker:
         s = self.settings
-        for worker_id in range(s.n_processes):
-            log_path = (None if s.print_output
-                        else os.path.join(self._scratch_dir, f"worker-{worker_id}.log"))
-            config = WorkerConfig(
-                worker_id=worker_id, threads=s.threads, device=s.device,
-                view_transform=s.view_transform, scratch_dir=self._scratch_dir,
-                log_path=log_path, token=self.token, cycles_settings=dict(s.cycles_settings),
-            )
-            process = context.Process(target=worker_main, args=(config, self._tasks, self._results),
-                                      name=f"two4two-blender-{worker_id}", daemon=True)
-            process.start()
-            self._processes.append(process)
-            self._log_paths.append(log_path)
+        assert self._scratch_dir is not None
+        log_path = (None if s.print_output
+                    else os.path.join(self._scratch_dir, f"worker-{worker_id}.log"))
+        parent_conn, child_conn = Pipe(duplex=True)
+        fd = child_conn.fileno()
+        try:
+            with contextlib.ExitStack() as stack:
+                if log_path is None:
+                    stdout = stderr = None  # the parent's console
+                else:
+                    stdout = subprocess.DEVNULL  # Blender's progress lines
+                    stderr = stack.enter_context(open(log_path, "ab"))
+                process = subprocess.Popen(
+                    worker_command(fd), stdin=subprocess.DEVNULL, stdout=stdout,
+                    stderr=stderr, pass_fds=(fd,), env=env,
+                    start_new_session=True)  # a terminal's Ctrl-C goes to the parent only
+        except OSError as error:
+            parent_conn.close()
+            raise WorkerFailure("error", f"cannot start Blender worker {worker_id} "
+                                f"({sys.executable} -m {_WORKER_MODULE}): {error}") from None
+        finally:
+            child_conn.close()
+        config = WorkerConfig(
+            worker_id=worker_id, threads=s.threads, device=s.device,
+            view_transform=s.view_transform, scratch_dir=self._scratch_dir, token=self.token,
+            parent_pid=os.getpid(), sys_path=tuple(p for p in sys.path if isinstance(p, str)),
+            cycles_settings=dict(s.cycles_settings))
+        worker = _Worker(worker_id, process, parent_conn, log_path)
+        with contextlib.suppress(OSError):  # a worker dead at once is reported by receive()
+            parent_conn.send(config)
+        return worker
 
     def watch_output_dir(self, folder: Path) -> None:
         """Remember a folder whose temporary files :meth:`terminate` must remove."""
         self._output_dirs.add(folder)
 
     def submit(self, call_id: int, chunk: list[Task]) -> None:
-        self._tasks.put((call_id, chunk))
+        """Hand ``chunk`` to the worker with the fewest tasks in flight."""
+        worker = min(self._workers, key=lambda w: w.in_flight)
+        try:
+            worker.conn.send((call_id, chunk))
+        except OSError:
+            self._raise_died(worker)
+        worker.in_flight += len(chunk)
 
     def receive(self) -> tuple:
         """The next ``("result", call_id, index, image, mask, timings)`` message.
@@ -125,15 +213,24 @@ class WorkerPool:
         Raises:
             WorkerFailure: a worker reported an error or died.
         """
-        while True:
-            try:
-                message = self._results.get(timeout=_POLL_S)
-            except queue.Empty:
-                self._check_workers()
+        while not self._pending:
+            by_conn = {w.conn: w for w in self._workers}
+            ready = wait(list(by_conn), timeout=_POLL_S)
+            if not ready:
+                self._check_exited()
                 continue
-            if message[0] == "result":
-                return message
-            self._handle_control(message)
+            for conn in ready:
+                worker = by_conn[conn]  # type: ignore[index]
+                try:
+                    message = conn.recv()  # type: ignore[union-attr]
+                except (EOFError, OSError):
+                    self._raise_died(worker)
+                if message[0] == "result":
+                    worker.in_flight -= 1
+                    self._pending.append(message)
+                else:
+                    self._handle_control(message)
+        return self._pending.popleft()
 
     def _handle_control(self, message: tuple) -> None:
         kind = message[0]
@@ -144,62 +241,73 @@ class WorkerPool:
         elif kind == "error":
             raise WorkerFailure("error", f"Blender worker {message[1]}: {message[2]}", message[3])
 
-    def _check_workers(self) -> None:
-        for worker_id, process in enumerate(self._processes):
-            if process.exitcode is None:
-                continue
-            with contextlib.suppress(queue.Empty):  # an error sent just before exiting
-                while True:
-                    message = self._results.get(timeout=_POLL_S)
-                    if message[0] != "result":
-                        self._handle_control(message)
-            tail = _log_tail(self._log_paths[worker_id])
-            if tail:
-                hint = f"; last lines of its stderr:\n{tail}"
-            elif worker_id in self.devices:  # it had started: killed or crashed mid-render
-                signal = (f" (signal {-process.exitcode}: killed, e.g. by the out-of-memory "
-                          "killer)" if process.exitcode < 0 else "")
-                hint = (f"{signal}; it left no log. Rendering again resumes where it "
-                        "stopped")
-            else:
-                hint = ("; it left no log (see stderr above). Scripts that render must guard "
-                        "their main code with `if __name__ == '__main__':` because workers "
-                        "are spawned")
-            raise WorkerFailure(
-                "died", f"Blender worker {worker_id} (pid {process.pid}) died with exit code "
-                f"{process.exitcode}{hint}", tail)
+    def _check_exited(self) -> None:
+        """Report a worker that exited without closing its socket (it should not happen)."""
+        for worker in self._workers:
+            if worker.process.poll() is not None:
+                self._raise_died(worker)
+
+    def _raise_died(self, worker: _Worker) -> None:
+        """Raise the :class:`WorkerFailure` of a worker whose socket closed."""
+        try:
+            code = worker.process.wait(_KILL_GRACE_S)
+        except subprocess.TimeoutExpired:  # socket closed, process hangs: make it dead
+            worker.process.kill()
+            code = worker.process.wait()
+        tail = _log_tail(worker.log_path)
+        what = f"Blender worker {worker.worker_id} (pid {worker.process.pid})"
+        if code < 0:
+            try:
+                name = f" ({signal.Signals(-code).name})"
+            except ValueError:
+                name = ""
+            reason = (f"died: killed by signal {-code}{name}, e.g. by the out-of-memory killer "
+                      "or a kill command,")
+        else:
+            reason = f"died with exit code {code}"
+        state = ("after it had started (rendering again resumes where it stopped)"
+                 if worker.worker_id in self.devices else "while starting Blender")
+        if tail:
+            hint = f"; last lines of its stderr:\n{tail}"
+        elif worker.log_path is not None:
+            hint = "; its stderr log is empty"
+        else:
+            hint = " (its output went to the console above)"
+        raise WorkerFailure("died", f"{what} {reason} {state}{hint}", tail)
 
     def close(self) -> None:
         """Ask the workers to stop after their current image, then clean up."""
-        if self._processes:
-            for _ in self._processes:
-                self._tasks.put(None)
-            for process in self._processes:
-                process.join(_JOIN_S)
+        for worker in self._workers:
+            with contextlib.suppress(OSError):
+                worker.conn.send(None)
+        for worker in self._workers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.process.wait(_JOIN_S)
         self._cleanup()
 
     def terminate(self) -> None:
         """Kill the workers now, remove their temporary files and the scratch folder."""
-        for process in self._processes:
-            if process.is_alive():
-                process.terminate()
+        for worker in self._workers:
+            if worker.process.poll() is None:
+                with contextlib.suppress(OSError):
+                    worker.process.terminate()
         self._cleanup()
 
     def _cleanup(self) -> None:
-        for process in self._processes:
-            process.join(_JOIN_S)
-            if process.is_alive():
-                process.kill()
-                process.join(_JOIN_S)
-        self._processes, self._log_paths = [], []
+        for worker in self._workers:
+            try:
+                worker.process.wait(_KILL_GRACE_S)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+            worker.conn.close()
+        self._workers = []
+        self._pending.clear()
+        self.devices = {}
+        _LIVE_POOLS.discard(self)
         for folder in self._output_dirs:
             for tmp in folder.glob(f".*.{self.token}.tmp*"):
                 tmp.unlink(missing_ok=True)
-        for q in (self._tasks, self._results):
-            if q is not None:
-                q.close()
-                q.cancel_join_thread()
-        self._tasks = self._results = None
         if self._scratch_dir is not None:
             shutil.rmtree(self._scratch_dir, ignore_errors=True)
             self._scratch_dir = None
