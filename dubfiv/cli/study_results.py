@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from dubfiv.cli._oneline import OneLineParser, fail
-from dubfiv.study.content import StudyError
-from dubfiv.study.results import ResultsError, analyse_study, summary_table, write_results
+from dubfiv.errors import DubfivError
+from dubfiv.study.results import AnalysisConfig, analyse_study, summary_table, write_results
 
 PROG = "dubfiv_study_results"
 
@@ -17,10 +17,15 @@ def build_parser() -> OneLineParser:
         prog=PROG,
         description=(
             "Read the CSV that Qualtrics exports for a survey built by "
-            "dubfiv_export_user_study and report, per condition and attribute, the share of "
-            "participants who judged the attribute relevant (95% Wilson interval) next to "
-            "the ground truth, plus the prediction-task accuracy. Writes results.json and "
-            "results.png. Unfinished responses, declined consent and previews are skipped."),
+            "dubfiv_export_user_study. Excludes (and counts) previews, declined consent, "
+            "duplicate PROLIFIC_PIDs, failed attention/comprehension checks, unfinished and "
+            "too fast responses; reports per condition and attribute the share judging it "
+            "relevant (95%% Wilson interval) next to the ground truth, the prediction-task "
+            "accuracy, each participant's attribute accuracy and the comparison of conditions "
+            "(logistic regression with participant-clustered errors: odds ratios, 95%% "
+            "intervals, p-values; bootstrap interval of the accuracy difference). Writes "
+            "results.json, results.png and accuracy.png. Empty cells and -99 are missing "
+            "answers."),
     )
     parser.add_argument("--responses", required=True, type=Path,
                         help="the responses CSV (Qualtrics 'Data & Analysis' > Export > CSV, "
@@ -31,6 +36,14 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--output", type=Path, default=None,
                         help="folder for results.json and results.png (default: the folder "
                              "of the responses CSV, so the study folder stays as exported)")
+    parser.add_argument("--min-duration-s", type=float, default=None, metavar="SECONDS",
+                        help="exclude responses faster than this (default: a third of the "
+                             "study's estimated duration, else 120 s; 0 switches it off)")
+    parser.add_argument("--reference", default=None, metavar="CONDITION",
+                        help="condition the others are compared with (default: baseline, "
+                             "else the study's first condition)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the participant bootstrap (default: 0)")
     return parser
 
 
@@ -38,18 +51,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     output = args.output if args.output is not None else args.responses.absolute().parent
     try:
-        results = analyse_study(args.responses, args.study)
-        json_path, png_path = write_results(results, output)
-    except (ResultsError, StudyError) as exc:
-        return fail(PROG, exc)
+        config = AnalysisConfig(min_duration_s=args.min_duration_s, reference=args.reference,
+                                seed=args.seed)
+        results = analyse_study(args.responses, args.study, config)
+        paths = write_results(results, output)
+    except DubfivError as exc:
+        return fail(PROG, _flags(str(exc)))
     except OSError as exc:
         return fail(PROG, f"cannot write results to {output}: {exc}")
     print(summary_table(results))
-    skipped = ", ".join(f"{k} {v}" for k, v in results["skipped"].items() if v)
-    print(f"{results['n_used']} of {results['n_rows']} responses used"
-          + (f" (skipped: {skipped})" if skipped else ""))
-    print(f"wrote {json_path} and {png_path}")
+    print(f"{results['n_used']} of {results['n_rows']} responses used")
+    print("wrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def _flags(message: str) -> str:
+    """The library names parameters; on the command line they are flags."""
+    for name, flag in (("responses_csv", "--responses"), ("min_duration_s", "--min-duration-s")):
+        message = message.replace(name, flag)
+    return message
 
 
 if __name__ == "__main__":

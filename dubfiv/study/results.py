@@ -1,33 +1,41 @@
 """Analyse a Qualtrics CSV export of a study built by :mod:`dubfiv.study.qualtrics`.
 
-Input: the CSV as Qualtrics exports it (UTF-8, three header rows: export tag,
-question text, import-id JSON such as ``{"ImportId":"QID5_1"}``), either with
-numeric values or with choice texts. Columns are found by export tag, else by
-import id (:func:`dubfiv.study.qualtrics.response_layout`):
+Input: the CSV as Qualtrics exports it (:mod:`dubfiv.study.responses`: three
+header rows, numeric values or choice texts; empty cells and ``-99`` are
+missing answers). Columns are found by export tag, else by import id
+(:func:`dubfiv.study.qualtrics.response_layout`):
 
-=================  =====================  ==============================================
-column (row 1)     import id (row 3)      value
-=================  =====================  ==============================================
-``Finished``       ``finished``           ``1``/``True`` = finished (others skipped)
-``Status``         ``status``             optional; previews, tests and spam skipped
-``ResponseId``     ``_recordId``          optional, used in error messages
-``consent``        ``QID<c>``             ``1`` / agree text; anything else = declined
-``condition``      ``condition``          embedded data: the condition key
-``relevance_<i>``  ``QID<r>_<i>``         ``1`` relevant / ``2`` irrelevant (or texts)
-``confidence_<i>`` ``QID<f>_<i>``         ``1`` .. ``5`` (or the scale texts)
-``predict_<task>`` ``QID<p>``             ``1`` / ``2`` = ``class_names[0]`` / ``[1]``
-=================  =====================  ==============================================
+=========================  =====================  =========================================
+column (row 1)             import id (row 3)      value
+=========================  =====================  =========================================
+``Finished``               ``finished``           ``1``/``True`` = finished
+``Status``                 ``status``             optional; previews, tests, spam excluded
+``DistributionChannel``    ``distributionChannel`` optional; ``preview``/``test`` excluded
+``ResponseId``             ``_recordId``          optional, names responses in messages
+``StartDate``              ``startDate``          optional, orders duplicate attempts
+``RecordedDate``           ``recordedDate``       optional, orders duplicate attempts
+``Duration (in seconds)``  ``duration``           optional, for ``min_duration_s``
+``PROLIFIC_PID``           ``PROLIFIC_PID``       optional embedded data, for duplicates
+``consent``                ``QID<c>``             ``1`` / agree text; ``2`` = declined
+``<check tag>``            ``QID<k>``             each of ``study.checks``: choice number
+``condition``              ``condition``          embedded data: the condition key
+``relevance_<i>``          ``QID<r>_<i>``         ``1`` relevant / ``2`` irrelevant (or texts)
+``confidence_<i>``         ``QID<f>_<i>``         ``1`` .. ``5`` (or the scale texts)
+``predict_<task>``         ``QID<p>``             ``1`` / ``2`` = ``class_names[0]`` / ``[1]``
+=========================  =====================  =========================================
 
 ``<i>`` is the 1-based position of the attribute in ``study.attributes``.
-For each condition and attribute the share of participants who judged it
-relevant gets a 95% Wilson score interval; the prediction accuracy (answer =
-the model's prediction) is pooled over answers (Wilson interval, treating
-answers as independent) and also averaged per participant.
+Responses are first screened (:mod:`dubfiv.study.exclusions`; each rule
+counted). Of the responses kept, per condition and attribute the share judging
+it relevant gets a 95% Wilson score interval; the prediction accuracy (answer
+= the model's prediction) is pooled over answers (Wilson, answers treated as
+independent) and averaged per participant. The attribute *accuracy* (answer =
+ground truth, attributes with unknown truth skipped) is computed per
+participant and compared between conditions (:mod:`dubfiv.study.condition_effect`).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -35,27 +43,37 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dubfiv.errors import DubfivError
-from dubfiv.files import atomic_write
-from dubfiv.study.content import Study, write_text_atomic
-from dubfiv.study.qualtrics import (
-    Column,
-    QsfError,
-    ResponseLayout,
-    read_qsf,
-    response_layout,
+from dubfiv.study.condition_effect import (
+    ParticipantAccuracy,
+    compare_conditions,
+    default_reference,
 )
+from dubfiv.study.content import Study, write_text_atomic
+from dubfiv.study.exclusions import (
+    FINISHED,
+    RESPONSE_ID,
+    ExclusionConfig,
+    apply_exclusions,
+    check_column,
+)
+from dubfiv.study.qualtrics import QsfError, ResponseLayout, read_qsf, response_layout
+from dubfiv.study.responses import Responses, ResultsError, choice, read_responses
+from dubfiv.study.results_figure import write_accuracy_figure, write_figure
 
 __all__ = [
+    "ACCURACY_PNG",
     "QSF_NAME",
     "RESULTS_JSON",
     "RESULTS_PNG",
+    "AnalysisConfig",
+    "Responses",
     "ResultsError",
     "analyse_responses",
     "analyse_study",
     "read_responses",
     "summary_table",
     "wilson_interval",
+    "write_accuracy_figure",
     "write_figure",
     "write_results",
 ]
@@ -63,15 +81,7 @@ __all__ = [
 QSF_NAME = "study.qsf"
 RESULTS_JSON = "results.json"
 RESULTS_PNG = "results.png"
-FINISHED = Column("Finished", "finished")
-STATUS = Column("Status", "status")
-RESPONSE_ID = Column("ResponseId", "_recordId")
-_SKIP_STATUS = {"1", "2", "8", "9", "12", "17", "survey preview", "survey test", "spam",
-                "survey preview spam", "imported spam", "offline survey preview"}
-
-
-class ResultsError(DubfivError, ValueError):
-    """The responses cannot be analysed (missing file, wrong survey, bad values)."""
+ACCURACY_PNG = "accuracy.png"
 
 
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -89,61 +99,25 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
 
 
 @dataclasses.dataclass
-class Responses:
-    """The CSV: header rows and data rows (lists of cells)."""
+class AnalysisConfig:
+    """Parameters of the analysis (exclusions, comparison, bootstrap)."""
 
-    path: Path
-    tags: list[str]
-    import_ids: list[str]
-    rows: list[list[str]]
+    #: Exclude responses faster than this (seconds); ``None``: from the study
+    #: (:func:`dubfiv.study.exclusions.default_min_duration_s`); ``0``: rule off.
+    min_duration_s: float | None = None
+    #: Reference condition of the comparison (default: ``baseline``, else the first).
+    reference: str | None = None
+    #: Seed of the participant bootstrap.
+    seed: int = 0
+    #: Bootstrap resamples.
+    n_boot: int = 2000
+    #: Also fit the mixed-effects model (sensitivity analysis).
+    mixed_model: bool = True
 
-    def find(self, column: Column) -> int | None:
-        """Index of a column, by export tag, else by import id."""
-        if column.tag in self.tags:
-            return self.tags.index(column.tag)
-        if column.import_id in self.import_ids:
-            return self.import_ids.index(column.import_id)
-        return None
-
-
-def read_responses(path: str | os.PathLike[str]) -> Responses:
-    """Read a Qualtrics CSV export (three header rows)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ResultsError(f"responses file {path} not found (export the survey's responses "
-                           "from Qualtrics as CSV and pass it with --responses)")
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            table = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ResultsError(f"cannot read {path} as CSV: {exc}") from exc
-    if len(table) < 3 or not table[2] or not table[2][0].lstrip().startswith("{"):
-        raise ResultsError(f"{path} does not start with Qualtrics' three header rows (export "
-                           "tag, question text, import id); export it again as CSV without "
-                           "removing rows")
-    import_ids = []
-    for cell in table[2]:
-        try:
-            import_ids.append(str(json.loads(cell).get("ImportId", "")))
-        except (json.JSONDecodeError, AttributeError):
-            import_ids.append("")
-    width = len(table[0])
-    rows = [r + [""] * (width - len(r)) for r in table[3:] if any(c.strip() for c in r)]
-    return Responses(path, [t.strip() for t in table[0]], import_ids, rows)
-
-
-def _choice(value: str, labels: list[str], where: str) -> int | None:
-    """0-based choice index of a cell holding a choice number or a choice text."""
-    value = value.strip()
-    if not value:
-        return None
-    if value.isdigit() and 1 <= int(value) <= len(labels):
-        return int(value) - 1
-    folded = [lab.strip().casefold() for lab in labels]
-    if value.casefold() in folded:
-        return folded.index(value.casefold())
-    raise ResultsError(f"{where}: unexpected answer {value!r}; expected 1..{len(labels)} or "
-                       f"one of {labels}")
+    def __post_init__(self) -> None:
+        self.exclusions = ExclusionConfig(self.min_duration_s)  # validates it
+        if self.n_boot < 100:
+            raise ResultsError(f"n_boot must be >= 100 resamples, got {self.n_boot}")
 
 
 def _proportion(k: int, n: int) -> dict[str, Any]:
@@ -153,63 +127,79 @@ def _proportion(k: int, n: int) -> dict[str, Any]:
     return {"n": n, "k": k, "share": k / n, "ci95": [lo, hi]}
 
 
-def analyse_responses(study: Study, responses: Responses, layout: ResponseLayout
-                      ) -> dict[str, Any]:
-    """Shares, intervals and accuracies per condition (see the module docstring)."""
-    needed = {"consent": layout.consent, "condition": layout.condition, "Finished": FINISHED}
-    needed.update({c.tag: c for c in layout.relevance.values()})
-    needed.update({c.tag: c for c in layout.confidence.values()})
-    needed.update({c.tag: c for c in layout.prediction.values()})
-    index = {name: responses.find(col) for name, col in needed.items()}
-    missing = [name for name, i in index.items() if i is None]
+def _answers(study: Study, responses: Responses, layout: ResponseLayout,
+             kept: list[int]) -> list[dict[str, Any]]:
+    """The kept responses' answers (0-based choices, ``None`` = missing)."""
+    cols = {c.tag: c for c in layout.columns()}
+    index = {tag: responses.find(col) for tag, col in cols.items()}
+    missing = sorted(tag for tag, i in index.items() if i is None)
     if missing:
         raise ResultsError(f"{responses.path} is not an export of this survey "
                            f"({study.name!r}): columns missing: {', '.join(missing)}")
-    status_i, id_i = responses.find(STATUS), responses.find(RESPONSE_ID)
-    skipped = {"preview_or_spam": 0, "unfinished": 0, "declined": 0, "unknown_condition": 0}
-    keys = [c.key for c in study.conditions]
-    per: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
-    for r, row in enumerate(responses.rows):
-        where = f"{responses.path.name} response {row[id_i] if id_i is not None else r + 1}"
-        if status_i is not None and row[status_i].strip().casefold() in _SKIP_STATUS:
-            skipped["preview_or_spam"] += 1
-            continue
-        if row[index["Finished"]].strip().casefold() not in ("1", "true"):
-            skipped["unfinished"] += 1
-            continue
-        consent = _choice(row[index["consent"]], [study.consent_agree, study.consent_decline],
-                          f"{where}, column consent")
-        if consent != 0:
-            skipped["declined"] += 1
-            continue
-        cond = row[index["condition"]].strip()
-        if cond not in per:
-            skipped["unknown_condition"] += 1
-            continue
-        answer = {
-            "relevant": {a.key: _choice(row[index[layout.relevance[a.key].tag]],
-                                        list(study.relevance_answers),
-                                        f"{where}, column {layout.relevance[a.key].tag}")
+    id_i = responses.find(RESPONSE_ID)
+    out = []
+    for r in kept:
+        row = responses.rows[r]
+        rid = row[id_i].strip() if id_i is not None and row[id_i].strip() else f"row {r + 1}"
+        where = f"{responses.path.name} response {rid}"
+
+        def get(col: Any, labels: list[str], row: list[str] = row, where: str = where
+                ) -> int | None:
+            return choice(row[index[col.tag]], labels, f"{where}, column {col.tag}")
+
+        out.append({
+            "response_id": rid, "condition": row[index[layout.condition.tag]].strip(),
+            "relevant": {a.key: get(layout.relevance[a.key], list(study.relevance_answers))
                          for a in study.attributes},
-            "confidence": {a.key: _choice(row[index[layout.confidence[a.key].tag]],
-                                          list(study.confidence_answers),
-                                          f"{where}, column {layout.confidence[a.key].tag}")
+            "confidence": {a.key: get(layout.confidence[a.key], list(study.confidence_answers))
                            for a in study.attributes},
-            "predict": {t.key: _choice(row[index[layout.prediction[t.key].tag]],
-                                       list(study.class_names),
-                                       f"{where}, column {layout.prediction[t.key].tag}")
+            "predict": {t.key: get(layout.prediction[t.key], list(study.class_names))
                         for t in study.tasks},
-        }
-        per[cond].append(answer)
+        })
+    return out
+
+
+def participant_accuracy(study: Study, answers: list[dict[str, Any]]
+                         ) -> list[ParticipantAccuracy]:
+    """Per participant: 0/1 per answered attribute with known truth (1 = matches it)."""
+    known = [a for a in study.attributes if a.relevant is not None]
+    return [ParticipantAccuracy(ans["response_id"], ans["condition"],
+                                [int((ans["relevant"][a.key] == 0) == a.relevant)
+                                 for a in known if ans["relevant"][a.key] is not None])
+            for ans in answers]
+
+
+def analyse_responses(study: Study, responses: Responses, layout: ResponseLayout,
+                      config: AnalysisConfig | None = None,
+                      export_tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """Exclusions, shares, intervals, accuracies and the condition comparison.
+
+    ``export_tags`` (tag -> question id of the parsed survey) lets renamed check
+    columns be found by import id. See the module docstring for the columns.
+    """
+    config = config or AnalysisConfig()
+    keys = [c.key for c in study.conditions]
+    reference = config.reference or default_reference(keys)
+    if reference not in keys:
+        raise ResultsError(f"reference condition {reference!r} is not a condition of the "
+                           f"study; choose one of {keys}")
+    needed = [*layout.columns(), FINISHED, *(check_column(c, export_tags) for c in study.checks)]
+    missing = sorted(col.tag for col in needed if responses.find(col) is None)
+    if missing:
+        raise ResultsError(f"{responses.path} is not an export of this survey "
+                           f"({study.name!r}): columns missing: {', '.join(missing)}")
+    report = apply_exclusions(study, responses, layout.consent, layout.condition,
+                              config.exclusions,
+                              export_tags)
+    answers = _answers(study, responses, layout, report.kept)
+    per = {k: [a for a in answers if a["condition"] == k] for k in keys}
     conditions: dict[str, Any] = {}
     for key in keys:
-        answers = per[key]
         attrs: dict[str, Any] = {}
         for a in study.attributes:
-            votes = [ans["relevant"][a.key] for ans in answers
-                     if ans["relevant"][a.key] is not None]
-            conf = [ans["confidence"][a.key] + 1 for ans in answers
-                    if ans["confidence"][a.key] is not None]
+            votes = [x["relevant"][a.key] for x in per[key] if x["relevant"][a.key] is not None]
+            conf = [x["confidence"][a.key] + 1 for x in per[key]
+                    if x["confidence"][a.key] is not None]
             entry = {"label": a.label, "ground_truth": a.relevant,
                      **_proportion(sum(v == 0 for v in votes), len(votes)),
                      "mean_confidence": sum(conf) / len(conf) if conf else None,
@@ -218,12 +208,20 @@ def analyse_responses(study: Study, responses: Responses, layout: ResponseLayout
                 entry["share_correct"] = sum((v == 0) == a.relevant for v in votes) / len(votes)
             attrs[a.key] = entry
         conditions[key] = {"title": study.condition(key).title,
-                           "n_participants": len(answers), "attributes": attrs,
-                           "prediction": _prediction(study, answers)}
+                           "n_participants": len(per[key]), "attributes": attrs,
+                           "prediction": _prediction(study, per[key])}
+    parts = participant_accuracy(study, answers)
+    n_known = sum(a.relevant is not None for a in study.attributes)
     return {"study": study.name, "responses": str(responses.path),
-            "n_rows": len(responses.rows),
-            "n_used": sum(len(v) for v in per.values()), "skipped": skipped,
-            "conditions": conditions}
+            "n_rows": len(responses.rows), "n_used": len(answers),
+            "exclusions": report.to_dict(), "conditions": conditions,
+            "accuracy": {
+                "attributes_with_truth": n_known,
+                "participants": [{"response_id": p.participant, "condition": p.condition,
+                                  "n_answered": p.n, "n_correct": sum(p.outcomes),
+                                  "accuracy": p.accuracy} for p in parts],
+                **compare_conditions(parts, keys, reference, seed=config.seed,
+                                     n_boot=config.n_boot, mixed=config.mixed_model)}}
 
 
 def _prediction(study: Study, answers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -233,11 +231,11 @@ def _prediction(study: Study, answers: list[dict[str, Any]]) -> dict[str, Any]:
     for ans in answers:
         kp = np_ = 0
         for task in study.tasks:
-            choice = ans["predict"][task.key]
-            if choice is None:
+            picked = ans["predict"][task.key]
+            if picked is None:
                 continue
             model = study.model_prediction(task)
-            hit = int(study.class_names[choice] == model)
+            hit = int(study.class_names[picked] == model)
             kp, np_ = kp + hit, np_ + 1
             slot = by_model[model == task.true_label]
             slot[0], slot[1] = slot[0] + hit, slot[1] + 1
@@ -253,55 +251,24 @@ def _prediction(study: Study, answers: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def analyse_study(responses_csv: str | os.PathLike[str], study_dir: str | os.PathLike[str]
-                  ) -> dict[str, Any]:
+def analyse_study(responses_csv: str | os.PathLike[str], study_dir: str | os.PathLike[str],
+                  config: AnalysisConfig | None = None) -> dict[str, Any]:
     """Load ``study_dir/study.json`` (and ``study.qsf`` if present) and analyse the CSV."""
     responses = read_responses(responses_csv)
     study = Study.load(study_dir)
     qsf = Path(study_dir) / QSF_NAME
     try:
-        layout = response_layout(study, read_qsf(qsf) if qsf.is_file() else None)
+        parsed = read_qsf(qsf) if qsf.is_file() else None
+        layout = response_layout(study, parsed)
     except QsfError as exc:
         raise ResultsError(f"{qsf}: {exc}") from exc
-    return analyse_responses(study, responses, layout)
-
-
-def write_figure(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """One panel per condition: share judged relevant (bars, 95% CI), ground truth marked."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    conds = results["conditions"]
-    fig = Figure(figsize=(4.2 * max(len(conds), 1), 4.2), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, max(len(conds), 1), sharey=True, squeeze=False)[0]
-    for ax, (key, cond) in zip(axes, conds.items(), strict=False):
-        attrs = list(cond["attributes"].values())
-        xs = range(len(attrs))
-        shares = [a["share"] if a["share"] is not None else 0.0 for a in attrs]
-        err = [[a["share"] - a["ci95"][0] if a["ci95"] else 0 for a in attrs],
-               [a["ci95"][1] - a["share"] if a["ci95"] else 0 for a in attrs]]
-        ax.bar(xs, shares, yerr=err, capsize=3, color="#7a9cc6", label="judged relevant")
-        known = [(i, a["ground_truth"]) for i, a in enumerate(attrs)
-                 if a["ground_truth"] is not None]
-        if known:
-            ax.scatter([i for i, _ in known], [1.0 if t else 0.0 for _, t in known],
-                       marker="D", color="black", zorder=3,
-                       label="ground truth (? unknown)")
-        for i, a in enumerate(attrs):
-            if a["ground_truth"] is None:
-                ax.text(i, 1.02, "?", ha="center", color="grey")
-        ax.set_xticks(list(xs), [a["label"] for a in attrs], rotation=45, ha="right")
-        ax.set_ylim(-0.05, 1.1)
-        ax.set_title(f"{key} (n={cond['n_participants']})")
-    axes[0].set_ylabel("share judging the attribute relevant")
-    axes[0].legend(loc="upper right", fontsize="small")
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150))
+    return analyse_responses(study, responses, layout, config,
+                             parsed.export_tags if parsed is not None else None)
 
 
 def write_results(results: dict[str, Any], output_dir: str | os.PathLike[str]
-                  ) -> tuple[Path, Path]:
-    """Write ``results.json`` and ``results.png`` into ``output_dir`` (created if needed)."""
+                  ) -> tuple[Path, Path, Path]:
+    """Write ``results.json``, ``results.png`` and ``accuracy.png`` into ``output_dir``."""
     out = Path(output_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -309,27 +276,56 @@ def write_results(results: dict[str, Any], output_dir: str | os.PathLike[str]
         raise ResultsError(f"cannot create output folder {out}: {exc.strerror}") from exc
     json_path = out / RESULTS_JSON
     write_text_atomic(json_path, json.dumps(results, indent=2) + "\n")
-    return json_path, write_figure(results, out / RESULTS_PNG)
+    return (json_path, write_figure(results, out / RESULTS_PNG),
+            write_accuracy_figure(results, out / ACCURACY_PNG))
 
 
-def ci_text(ci: list[float] | None) -> str:
-    return "-" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+def ci_text(ci: list[float] | None, fmt: str = ".2f") -> str:
+    return "-" if ci is None else f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
 
 
 def summary_table(results: dict[str, Any]) -> str:
-    """A plain-text table: condition, attribute, share [CI], ground truth."""
-    lines = [f"{'condition':<10} {'attribute':<26} {'n':>4} {'relevant':>8} "
-             f"{'95% CI':>15} {'truth':>10}"]
+    """Plain-text tables: exclusions; share judged relevant; accuracy by condition."""
+    exc = results["exclusions"]
+    lines = [f"responses: {exc['n_rows']} rows, {exc['n_kept']} kept; excluded: "
+             + (", ".join(f"{k} {v}" for k, v in exc["excluded"].items() if v) or "none")
+             + f" (min_duration_s {exc['min_duration_s']:g}: {exc['min_duration_source']})"]
+    lines += [f"note: {n}" for n in exc["notes"]]
+    lines += ["", f"{'condition':<10} {'attribute':<26} {'n':>4} {'relevant':>8} "
+              f"{'95% CI':>15} {'truth':>10}"]
     for key, cond in results["conditions"].items():
         for a in cond["attributes"].values():
             share = "-" if a["share"] is None else f"{a['share']:.2f}"
-            ci = ci_text(a["ci95"])
             truth = {True: "relevant", False: "irrelevant", None: "unknown"}[a["ground_truth"]]
-            lines.append(f"{key:<10} {a['label']:<26} {a['n']:>4} {share:>8} {ci:>15} "
-                         f"{truth:>10}")
+            lines.append(f"{key:<10} {a['label']:<26} {a['n']:>4} {share:>8} "
+                         f"{ci_text(a['ci95']):>15} {truth:>10}")
         pred = cond["prediction"]
         if pred["n"]:
             lines.append(f"{key:<10} {'prediction accuracy':<26} {pred['n']:>4} "
-                         f"{pred['accuracy']:>8.2f} "
-                         f"{ci_text(pred['ci95']):>15}")
+                         f"{pred['accuracy']:>8.2f} {ci_text(pred['ci95']):>15}")
+    acc = results["accuracy"]
+    if not acc["attributes_with_truth"]:
+        return "\n".join([*lines, "", "attribute accuracy: no attribute has a known ground "
+                                      "truth, nothing to compare"])
+    ref, primary = acc["reference"], acc["primary"]
+    lines += ["", f"attribute accuracy ({acc['attributes_with_truth']} attributes with known "
+                  f"truth), vs {ref}: mean per-participant accuracy [bootstrap 95% CI], "
+                  "difference, odds ratio (logistic regression, cluster-robust by "
+                  "participant) [95% CI], p",
+              f"{'condition':<10} {'n':>4} {'accuracy':>20} {'difference':>22} "
+              f"{'odds ratio':>20} {'p':>7}"]
+    for key, s in acc["conditions"].items():
+        mean = "-" if s["mean_accuracy"] is None else (
+            f"{s['mean_accuracy']:.2f} {ci_text(s['ci95'])}")
+        d = acc["accuracy_difference"].get(key)
+        diff = "-" if d is None else f"{d['difference']:+.2f} {ci_text(d['ci95'], '+.2f')}"
+        c = primary["contrasts"].get(key)
+        ratio = "-" if c is None else f"{c['odds_ratio']:.2f} {ci_text(c['odds_ratio_ci95'])}"
+        p = "-" if c is None else f"{c['p_value']:.3g}"
+        if key == ref:
+            diff = ratio = p = "(reference)"
+        lines.append(f"{key:<10} {s['n_participants']:>4} {mean:>20} {diff:>22} "
+                     f"{ratio:>20} {p:>7}")
+    for key, why in primary["not_estimable"].items():
+        lines.append(f"note: {key}: {why}")
     return "\n".join(lines)

@@ -118,8 +118,10 @@ def test_shares_and_wilson_intervals(exported, tmp_path: Path, numeric: bool) ->
     _write_csv(csv_path, study, qsf, sim, numeric)
     res = analyse_study(csv_path, folder)
     assert res["n_used"] == N_PER_CONDITION * len(study.conditions)
-    assert res["skipped"] == {"preview_or_spam": 3, "unfinished": 9, "declined": 2,
-                              "unknown_condition": 0}
+    excluded = res["exclusions"]["excluded"]
+    assert excluded == {**dict.fromkeys(excluded, 0), "preview": 3, "unfinished": 9,
+                        "declined": 2}
+    assert res["exclusions"]["n_kept"] == res["n_used"]
     for c, cond in enumerate(study.conditions):
         out = res["conditions"][cond.key]
         assert out["n_participants"] == N_PER_CONDITION
@@ -169,7 +171,9 @@ def test_cli_writes_json_and_figure(exported, tmp_path: Path, capsys) -> None:
         assert im.size[0] > 300 and im.size[1] > 200
     stdout = capsys.readouterr().out
     assert "legs / arm position" in stdout and "120 of 134 responses used" in stdout
-    assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.png"]
+    assert "excluded: preview 3, declined 2, unfinished 9" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["accuracy.png", "results.json",
+                                                      "results.png"]
 
 
 def test_cli_default_output_is_beside_the_csv(exported, tmp_path: Path) -> None:
