@@ -4,7 +4,7 @@
 ``[dataset.sampler_config]`` table of its four keys. This module must stay
 free of torch imports: the renderer's worker processes import it.
 
-The biases (see ``TWO4TWO.md``):
+The biases (see ``docs/two4two_api.md`` for the class defaults):
 
 * ``arm_position`` carries the class: peaky uniform [0, 0.52], stretchy
   uniform [0.48, 1].
@@ -34,7 +34,16 @@ from two4two import utils
 from two4two.bias import Sampler
 from two4two.scene_parameters import SceneParameters
 
-__all__ = ["SamplerObjColorAndSpherical", "class_from_arm_position", "obj_color_cmap_value"]
+__all__ = ["RELEASED_SAMPLER_CONFIG", "SamplerObjColorAndSpherical", "class_from_arm_position",
+           "obj_color_cmap_value"]
+
+RELEASED_SAMPLER_CONFIG: dict[str, float] = {
+    "obj_color_slope": 2.5,
+    "obj_color_uniform_prob": 0.15,
+    "spherical_uniform_prob": 0.33,
+    "obj_color_value_at_05": 0.25,
+}
+"""The ``sampler_config`` of the paper's released datasets (``config/dataset_config*.toml``)."""
 
 
 def class_from_arm_position(arm_position: float) -> str:
@@ -58,15 +67,20 @@ class SamplerObjColorAndSpherical(Sampler):
     Config keys (the dataclass fields below; all floats):
         obj_color_slope: how fast the object colour's range narrows with the
             arm position (2.5).
-        obj_color_uniform_prob: probability of a uniform object colour (0.15).
-        spherical_uniform_prob: probability of an untruncated spherical (0.33).
+        obj_color_uniform_prob: probability of a uniform object colour (class
+            default 0.2, as the paper's code; the released datasets set 0.15).
+        spherical_uniform_prob: probability of an untruncated spherical (class
+            default 0.2, as the paper's code; the released datasets set 0.33).
         obj_color_value_at_05: upper end of the colour range at arm position
             0.5 (0.25).
+
+    The released datasets' values are :data:`RELEASED_SAMPLER_CONFIG`; the
+    dataset TOMLs in ``config/`` set them explicitly.
     """
 
     obj_color_slope: float = 2.5
-    obj_color_uniform_prob: float = 0.15
-    spherical_uniform_prob: float = 0.33
+    obj_color_uniform_prob: float = 0.2
+    spherical_uniform_prob: float = 0.2
     obj_color_value_at_05: float = 0.25
 
     arm_position: Any = dataclasses.field(default_factory=lambda: {
@@ -124,7 +138,7 @@ class SamplerObjColorAndSpherical(Sampler):
     def sample_spherical(self, params: SceneParameters, intervention: bool = False) -> None:
         """Spherical truncated by the arm position (a fresh one under intervention)."""
         if intervention:
-            arm_position = float(self._sample(params.obj_name, self.arm_position, True))
+            arm_position = float(self._draw(params, self.arm_position, True))
         else:
             arm_position = params.arm_position
         if np.random.uniform() < self.spherical_uniform_prob:

@@ -15,6 +15,11 @@ sampling reproducible. Seed once per batch of scenes you want reproducible.
 ``intervention=True`` draws an attribute independently of the scene's class:
 a per-class distribution is evaluated for a freshly drawn random class. That
 is how ground-truth interventions (:meth:`Sampler.make_interventions`) are made.
+
+Upstream two4two's sampler API is kept (``docs/two4two_api.md``): the static
+helpers :meth:`Sampler._sample` and :meth:`Sampler._sample_truncated`, the
+colour maps as dataclass fields, the ``MedVar*`` samplers and the attribute
+groups ``rotation``, ``position`` and ``color`` for interventions.
 """
 
 from __future__ import annotations
@@ -25,16 +30,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import field
 from typing import Any, ClassVar
 
+import numpy as np
 import scipy.stats
 
 from two4two import utils
 from two4two.scene_parameters import OBJ_NAMES, SceneParameters
 
 __all__ = [
+    "ATTRIBUTE_GROUPS",
     "SAMPLING_ORDER",
     "ColorBiasedSampler",
     "HighVariationColorBiasedSampler",
     "HighVariationSampler",
+    "MedVarColorSampler",
+    "MedVarNoArmsSampler",
+    "MedVarSampler",
+    "MedVarSpherColorSampler",
+    "MedVarSpherSampler",
     "Sampler",
     "SimpleColorMapSampler",
 ]
@@ -61,6 +73,14 @@ SAMPLING_ORDER: tuple[str, ...] = (
 )
 """The order in which :meth:`Sampler.sample` draws the attributes."""
 
+ATTRIBUTE_GROUPS: dict[str, tuple[str, ...]] = {
+    "rotation": ("obj_rotation_roll", "obj_rotation_pitch", "obj_rotation_yaw"),
+    "position": ("position_x", "position_y"),
+    "color": ("obj_color", "bg_color"),
+}
+"""Names that stand for several attributes in :meth:`Sampler.make_interventions`
+(each has a ``sample_<group>`` method)."""
+
 
 @dataclasses.dataclass
 class Sampler:
@@ -72,7 +92,9 @@ class Sampler:
     +-pi/10); roll truncated normal(0, 0.03*pi/4, +-pi/4); pitch truncated
     normal(0, 0.3*pi/4, +-pi/4); yaw uniform [-pi, 0]; position_x/y uniform
     [-0.8, 0]; obj_color uniform [0, 1]; bg_color uniform [0.05, 0.95];
-    labeling_error and fliplr False. Both colours map through ``coolwarm``.
+    labeling_error and fliplr False. Both colours map through ``coolwarm``
+    (the fields ``obj_color_map`` and ``bg_color_map``: a matplotlib colour map
+    or its name; set them on an instance to change the colours it samples).
     """
 
     obj_name: Distribution = field(
@@ -96,10 +118,11 @@ class Sampler:
     obj_color: Distribution = field(default_factory=lambda: utils.uniform(0.0, 1.0))
     bg_color: Distribution = field(default_factory=lambda: utils.uniform(0.05, 0.95))
 
-    obj_color_map: ClassVar[str] = "coolwarm"
-    """matplotlib colour map of the object colour."""
-    bg_color_map: ClassVar[str] = "coolwarm"
-    """matplotlib colour map of the background colour."""
+    obj_color_map: Any = "coolwarm"
+    """matplotlib colour map (or its name) of the object colour."""
+    bg_color_map: Any = "coolwarm"
+    """matplotlib colour map (or its name) of the background colour."""
+
     scene_class: ClassVar[type[SceneParameters]] = SceneParameters
     """The class of the scenes this sampler creates."""
 
@@ -120,13 +143,55 @@ class Sampler:
         """A class drawn from ``self.obj_name``."""
         return utils.sample_value(self.obj_name)
 
-    def _sample(self, obj_name: str, dist: Distribution, intervention: bool = False) -> Any:
-        """One value of ``dist`` for class ``obj_name`` (a random class if ``intervention``)."""
+    @staticmethod
+    def _sample(obj_name: str | None, dist: Distribution, size: int = 1) -> Any:
+        """Draw from ``dist`` (``dist[obj_name]`` if it is a per-class dict).
+
+        Args:
+            obj_name: the class, used only if ``dist`` is a per-class dict.
+            dist: a distribution (see the module docstring).
+            size: number of draws.
+
+        Returns:
+            one Python value if ``size == 1``, else a tuple of ``size`` values.
+        """
         if isinstance(dist, Mapping):
-            if intervention:
-                obj_name = self._sample_name()
+            if obj_name not in dist:
+                raise ValueError(f"per-class distribution has no entry for {obj_name!r}; "
+                                 f"keys: {sorted(dist)}")
             dist = dist[obj_name]
-        return utils.sample_value(dist)
+        if size == 1:
+            return utils.sample_value(dist)
+        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+            raise ValueError(f"size must be a positive integer, got {size!r}")
+        return tuple(utils.sample_value(dist) for _ in range(int(size)))
+
+    @staticmethod
+    def _sample_truncated(obj_name: str | None, dist: Distribution, size: int = 1,
+                          min: float = -math.inf, max: float = math.inf) -> Any:
+        """Like :meth:`_sample`, but every value lies in ``[min, max]`` (rejection sampling).
+
+        Raises:
+            RuntimeError: ``[min, max]`` has (almost) no probability under ``dist``.
+        """
+        lower, upper = min, max
+
+        def one() -> Any:
+            return utils.rejection_sample(
+                lambda: Sampler._sample(obj_name, dist), lambda v: lower <= v <= upper)
+
+        if size == 1:
+            return one()
+        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+            raise ValueError(f"size must be a positive integer, got {size!r}")
+        return tuple(one() for _ in range(int(size)))
+
+    def _draw(self, params: SceneParameters, dist: Distribution, intervention: bool) -> Any:
+        """One value of ``dist`` for the scene's class (a random class if ``intervention``)."""
+        obj_name = params.obj_name
+        if intervention and isinstance(dist, Mapping):
+            obj_name = self._sample_name()
+        return self._sample(obj_name, dist)
 
     def _set(self, params: SceneParameters, attr: str, value: Any) -> None:
         setattr(params, attr, value)
@@ -134,17 +199,8 @@ class Sampler:
 
     # ------------------------------------------------------------------ whole scenes
 
-    def sample(self, obj_name: str | None = None) -> SceneParameters:
-        """A new scene with every attribute drawn in :data:`SAMPLING_ORDER`.
-
-        Args:
-            obj_name: fix the class (its status is then ``custom``) instead of
-                drawing it.
-
-        Raises:
-            ValueError: if the drawn values fail ``check_values()`` (a
-                misconfigured distribution).
-        """
+    def _new_scene(self, obj_name: str | None) -> SceneParameters:
+        """A scene whose class is drawn, or set to ``obj_name`` (status ``sampled`` either way)."""
         params = self.scene_class()
         if obj_name is None:
             self.sample_obj_name(params)
@@ -152,7 +208,21 @@ class Sampler:
             if obj_name not in OBJ_NAMES:
                 raise ValueError(f"obj_name must be one of {OBJ_NAMES}, got {obj_name!r}")
             params.obj_name = obj_name
-            params.mark_custom("obj_name")
+            params.mark_sampled("obj_name")
+        return params
+
+    def sample(self, obj_name: str | None = None) -> SceneParameters:
+        """A new scene with every attribute drawn in :data:`SAMPLING_ORDER`.
+
+        Args:
+            obj_name: fix the class instead of drawing it (its status is still
+                ``sampled``, as upstream).
+
+        Raises:
+            ValueError: if the drawn values fail ``check_values()`` (a
+                misconfigured distribution).
+        """
+        params = self._new_scene(obj_name)
         for attr in SAMPLING_ORDER[1:]:
             getattr(self, f"sample_{attr}")(params)
         params.check_values()
@@ -161,55 +231,59 @@ class Sampler:
     def sample_unbiased(self, obj_name: str | None = None) -> SceneParameters:
         """A scene where only ``arm_position`` carries the class.
 
-        Samples as usual, re-draws ``arm_position`` for the scene's class and
-        every other attribute (except ``obj_name``) with ``intervention=True``.
+        Draws the class (or takes ``obj_name``), ``arm_position`` for that
+        class, and every other attribute with ``intervention=True``, each once
+        (every status is ``sampled``).
         """
-        params = self.sample(obj_name)
-        self.sample_arm_position(params)
-        for attr in SAMPLING_ORDER:
-            if attr not in ("obj_name", "arm_position"):
-                getattr(self, f"sample_{attr}")(params, intervention=True)
+        params = self._new_scene(obj_name)
+        for attr in SAMPLING_ORDER[1:]:
+            getattr(self, f"sample_{attr}")(params, intervention=attr != "arm_position")
         params.check_values()
         return params
 
+    @utils.keyword_aliases(attrs="interventions")
     def make_interventions(
-        self, params: Iterable[SceneParameters], attrs: Sequence[str] | str
+        self, params: Iterable[SceneParameters], interventions: Sequence[str] | str
     ) -> list[SceneParameters]:
-        """Clones of ``params`` (same order, new ids, ``original_id`` set) with ``attrs`` redrawn.
+        """Clones of ``params`` (same order, new ids, ``original_id`` set) with attributes redrawn.
 
-        Each attribute is redrawn with ``intervention=True``, in the order given.
+        Args:
+            params: the original scenes.
+            interventions: attribute names (or one name), or the groups of
+                :data:`ATTRIBUTE_GROUPS` (``rotation``, ``position``, ``color``);
+                each is redrawn with ``intervention=True``, in the order given.
 
         Raises:
             ValueError: an attribute has no ``sample_<attr>`` method.
         """
-        attrs = [attrs] if isinstance(attrs, str) else list(attrs)
+        attrs = [interventions] if isinstance(interventions, str) else list(interventions)
         self.check_attributes(attrs)
-        interventions = []
+        cloned_scenes = []
         for original in params:
             cloned = original.clone()
             for attr in attrs:
                 getattr(self, f"sample_{attr}")(cloned, intervention=True)
             cloned.check_values()
-            interventions.append(cloned)
-        return interventions
+            cloned_scenes.append(cloned)
+        return cloned_scenes
 
     def check_attributes(self, attrs: Iterable[str]) -> None:
-        """Raise ValueError if an attribute cannot be sampled (no ``sample_<attr>``)."""
+        """Raise ValueError if an attribute or group cannot be sampled (no ``sample_<attr>``)."""
+        valid = (*SAMPLING_ORDER, *ATTRIBUTE_GROUPS)
         for attr in attrs:
-            if attr not in SAMPLING_ORDER or not hasattr(self, f"sample_{attr}"):
+            if attr not in valid or not hasattr(self, f"sample_{attr}"):
                 raise ValueError(
-                    f"cannot intervene on {attr!r}; valid attributes: "
-                    f"{', '.join(SAMPLING_ORDER)}"
+                    f"cannot intervene on {attr!r}; valid attributes: {', '.join(valid)}"
                 )
 
     # ------------------------------------------------------------------ colours
 
     def obj_color_rgba(self, value: float) -> utils.RGBAColor:
-        """RGBA of the object colour value ``value`` in [0, 1]."""
+        """RGBA of the object colour value ``value`` in [0, 1] (``obj_color_map``)."""
         return utils.color_from_cmap(self.obj_color_map, value)
 
     def bg_color_rgba(self, value: float) -> utils.RGBAColor:
-        """RGBA of the background colour value ``value`` in [0, 1]."""
+        """RGBA of the background colour value ``value`` in [0, 1] (``bg_color_map``)."""
         return utils.color_from_cmap(self.bg_color_map, value)
 
     # ------------------------------------------------------------------ one per attribute
@@ -221,43 +295,43 @@ class Sampler:
     def sample_arm_position(self, params: SceneParameters, intervention: bool = False) -> None:
         """Draw the right arms' position: 0 inward (peaky) .. 1 outward (stretchy)."""
         self._set(params, "arm_position", float(
-            self._sample(params.obj_name, self.arm_position, intervention)))
+            self._draw(params, self.arm_position, intervention)))
 
     def sample_labeling_error(self, params: SceneParameters, intervention: bool = False) -> None:
         """Draw whether the label is flipped."""
         self._set(params, "labeling_error", bool(
-            self._sample(params.obj_name, self.labeling_error, intervention)))
+            self._draw(params, self.labeling_error, intervention)))
 
     def sample_spherical(self, params: SceneParameters, intervention: bool = False) -> None:
         """Draw the roundness of the blocks: 0 cube-like .. 1 sphere-like."""
         self._set(params, "spherical", float(
-            self._sample(params.obj_name, self.spherical, intervention)))
+            self._draw(params, self.spherical, intervention)))
 
     def sample_bending(self, params: SceneParameters, intervention: bool = False) -> None:
         """Draw the bending of the spine (radians)."""
         self._set(params, "bending", float(
-            self._sample(params.obj_name, self.bending, intervention)))
+            self._draw(params, self.bending, intervention)))
 
     def sample_obj_rotation_roll(
         self, params: SceneParameters, intervention: bool = False
     ) -> None:
         """Draw the roll angle (rotation about world Y, radians)."""
         self._set(params, "obj_rotation_roll", float(
-            self._sample(params.obj_name, self.obj_rotation_roll, intervention)))
+            self._draw(params, self.obj_rotation_roll, intervention)))
 
     def sample_obj_rotation_pitch(
         self, params: SceneParameters, intervention: bool = False
     ) -> None:
         """Draw the pitch angle (rotation about world Z, radians)."""
         self._set(params, "obj_rotation_pitch", float(
-            self._sample(params.obj_name, self.obj_rotation_pitch, intervention)))
+            self._draw(params, self.obj_rotation_pitch, intervention)))
 
     def sample_obj_rotation_yaw(
         self, params: SceneParameters, intervention: bool = False
     ) -> None:
         """Draw the yaw angle (in-plane spin about the view axis, radians)."""
         self._set(params, "obj_rotation_yaw", float(
-            self._sample(params.obj_name, self.obj_rotation_yaw, intervention)))
+            self._draw(params, self.obj_rotation_yaw, intervention)))
 
     def sample_rotation(self, params: SceneParameters, intervention: bool = False) -> None:
         """Draw roll, pitch and yaw."""
@@ -268,17 +342,17 @@ class Sampler:
     def sample_fliplr(self, params: SceneParameters, intervention: bool = False) -> None:
         """Draw whether the image is mirrored left-right."""
         self._set(params, "fliplr", bool(
-            self._sample(params.obj_name, self.fliplr, intervention)))
+            self._draw(params, self.fliplr, intervention)))
 
     def sample_position_x(self, params: SceneParameters, intervention: bool = False) -> None:
         """Draw the horizontal position (Blender units)."""
         self._set(params, "position_x", float(
-            self._sample(params.obj_name, self.position_x, intervention)))
+            self._draw(params, self.position_x, intervention)))
 
     def sample_position_y(self, params: SceneParameters, intervention: bool = False) -> None:
         """Draw the vertical position (Blender units)."""
         self._set(params, "position_y", float(
-            self._sample(params.obj_name, self.position_y, intervention)))
+            self._draw(params, self.position_y, intervention)))
 
     def sample_position(self, params: SceneParameters, intervention: bool = False) -> None:
         """Draw both positions."""
@@ -287,13 +361,13 @@ class Sampler:
 
     def sample_obj_color(self, params: SceneParameters, intervention: bool = False) -> None:
         """Draw the object colour value and set its RGBA."""
-        value = float(self._sample(params.obj_name, self.obj_color, intervention))
+        value = float(self._draw(params, self.obj_color, intervention))
         self._set(params, "obj_color", value)
         params.obj_color_rgba = self.obj_color_rgba(value)
 
     def sample_bg_color(self, params: SceneParameters, intervention: bool = False) -> None:
         """Draw the background colour value and set its RGBA."""
-        value = float(self._sample(params.obj_name, self.bg_color, intervention))
+        value = float(self._draw(params, self.bg_color, intervention))
         self._set(params, "bg_color", value)
         params.bg_color_rgba = self.bg_color_rgba(value)
 
@@ -322,9 +396,8 @@ class SimpleColorMapSampler(Sampler):
     """
 
     bg_color: Distribution = field(default_factory=_simple_bg_color)
-
-    obj_color_map: ClassVar[str] = "seismic"
-    bg_color_map: ClassVar[str] = "binary"
+    obj_color_map: Any = "seismic"
+    bg_color_map: Any = "binary"
 
 
 @dataclasses.dataclass
@@ -351,12 +424,83 @@ class HighVariationSampler(Sampler):
 
 
 @dataclasses.dataclass
-class HighVariationColorBiasedSampler(HighVariationSampler, ColorBiasedSampler):
-    """:class:`HighVariationSampler`'s poses with :class:`ColorBiasedSampler`'s colours.
+class HighVariationColorBiasedSampler(HighVariationSampler):
+    """Upstream's class of this name: exactly :class:`HighVariationSampler`.
 
-    (Dataclass inheritance takes every field from the *last* base that has it,
-    so the colour fields are restated here.)
+    Despite its name it has no colour bias (upstream derives it from
+    :class:`HighVariationSampler` only): ``coolwarm`` maps, obj_color uniform
+    on [0, 1], background uniform on [0.05, 0.95]. Kept so that upstream code
+    draws the same scenes; for a colour bias with high variation, set
+    ``obj_color`` (e.g. to :class:`ColorBiasedSampler`'s) yourself.
     """
 
-    obj_color: Distribution = field(default_factory=_color_biased_obj_color)
-    bg_color: Distribution = field(default_factory=_simple_bg_color)
+
+# --------------------------------------------------------------------------- medium variation
+# The MedVar samplers: pose variation between Sampler's and HighVariationSampler's, and
+# biases switched on one at a time. Their distributions are ours (docs/two4two_api.md).
+
+
+def _class_biased(peaky_mean: float, stretchy_mean: float) -> Distribution:
+    return {
+        "peaky": utils.truncated_normal(peaky_mean, 0.5, 0.0, 1.0),
+        "stretchy": utils.truncated_normal(stretchy_mean, 0.5, 0.0, 1.0),
+    }
+
+
+@dataclasses.dataclass
+class MedVarSampler(Sampler):
+    """Medium pose variation, no bias besides the arm position.
+
+    roll truncated normal(0, pi/8, +-pi/4), pitch truncated normal(0, pi/8,
+    +-pi/4), bending truncated normal(0, pi/16, +-pi/8); everything else as
+    :class:`Sampler`.
+    """
+
+    obj_rotation_roll: Distribution = field(
+        default_factory=lambda: utils.truncated_normal(0.0, PI / 8, -PI / 4, PI / 4))
+    obj_rotation_pitch: Distribution = field(
+        default_factory=lambda: utils.truncated_normal(0.0, PI / 8, -PI / 4, PI / 4))
+    bending: Distribution = field(
+        default_factory=lambda: utils.truncated_normal(0.0, PI / 16, -PI / 8, PI / 8))
+
+
+@dataclasses.dataclass
+class MedVarColorSampler(MedVarSampler):
+    """:class:`MedVarSampler` whose object colour predicts the class.
+
+    obj_color: peaky truncated normal(1, 0.5, [0, 1]), stretchy truncated
+    normal(0, 0.5, [0, 1]) (as :class:`ColorBiasedSampler`, ``coolwarm`` map).
+    """
+
+    obj_color: Distribution = field(default_factory=lambda: _class_biased(1.0, 0.0))
+
+
+@dataclasses.dataclass
+class MedVarSpherSampler(MedVarSampler):
+    """:class:`MedVarSampler` whose roundness predicts the class.
+
+    spherical: peaky truncated normal(1, 0.5, [0, 1]) (round), stretchy
+    truncated normal(0, 0.5, [0, 1]) (cube-like).
+    """
+
+    spherical: Distribution = field(default_factory=lambda: _class_biased(1.0, 0.0))
+
+
+@dataclasses.dataclass
+class MedVarSpherColorSampler(MedVarSampler):
+    """:class:`MedVarSampler` with both the colour and the roundness bias."""
+
+    obj_color: Distribution = field(default_factory=lambda: _class_biased(1.0, 0.0))
+    spherical: Distribution = field(default_factory=lambda: _class_biased(1.0, 0.0))
+
+
+@dataclasses.dataclass
+class MedVarNoArmsSampler(MedVarSpherColorSampler):
+    """:class:`MedVarSpherColorSampler` whose arm position does not depend on the class.
+
+    arm_position: truncated normal(0.5, 0.2, [0, 1]) for both classes, so
+    only the colour and the roundness carry the class.
+    """
+
+    arm_position: Distribution = field(
+        default_factory=lambda: utils.truncated_normal(0.5, 0.2, 0.0, 1.0))

@@ -1,9 +1,10 @@
 """``two4two_render_dataset CONFIG.toml`` / ``python -m two4two CONFIG.toml``: render datasets.
 
-A thin command line over :func:`render_dataset`. User errors (bad config,
-conflicting directory, missing bpy, a dead render worker) print one line
-``error: ...`` to stderr and exit with status 1; Ctrl-C exits with 130 and
-leaves a state that the same command resumes.
+A thin command line over :func:`render_dataset`. Every deliberate library
+error (a :class:`~two4two.errors.Two4TwoError`: bad config, conflicting
+directory, missing bpy, a dead render worker) prints one line
+``two4two_render_dataset: error: ...`` to stderr and exits with status 1;
+Ctrl-C exits with 130 and leaves a state that the same command resumes.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import os
 import sys
 from pathlib import Path
 
+from two4two import utils
 from two4two.dataset import DatasetError, RenderFn, render_dataset_config
-from two4two.dataset_config import DatasetConfigError, load_dataset_configs
+from two4two.dataset_config import load_dataset_configs
+from two4two.errors import Two4TwoError
 
-__all__ = ["main", "render_dataset"]
+__all__ = ["PROG", "main", "render_dataset"]
+
+PROG = "two4two_render_dataset"
 
 
 def _check_bpy() -> None:
@@ -28,15 +33,17 @@ def _check_bpy() -> None:
         )
 
 
-def render_dataset(config_path: str | os.PathLike, render_fn: RenderFn | None = None,
+@utils.keyword_aliases(config_path="config_file")
+def render_dataset(config_file: str | os.PathLike, render_fn: RenderFn | None = None,
                    progress: bool = True) -> list[Path]:
-    """Render every dataset of a dataset TOML (see ``TWO4TWO.md`` and ``config/*.toml``).
+    """Render every dataset of a dataset TOML (``config/*.toml``; ``docs/two4two_api.md``
+    for upstream's TOML form, which is read too).
 
     The whole file is validated before anything is sampled or rendered.
     Interrupted runs resume: rerun with the same file.
 
     Args:
-        config_path: the dataset TOML.
+        config_file: the dataset TOML (``config_path=`` works too).
         render_fn: the renderer (default :func:`two4two.blender.render`).
         progress: show progress bars.
 
@@ -48,7 +55,7 @@ def render_dataset(config_path: str | os.PathLike, render_fn: RenderFn | None = 
         DatasetError: a directory conflicts with the config, or bpy is missing.
         two4two.blender.RenderError: a render worker failed.
     """
-    configs = load_dataset_configs(config_path)
+    configs = load_dataset_configs(config_file)
     if render_fn is None:
         _check_bpy()
     written: list[Path] = []
@@ -57,19 +64,10 @@ def render_dataset(config_path: str | os.PathLike, render_fn: RenderFn | None = 
     return written
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    errors: tuple[type[BaseException], ...] = (DatasetConfigError, DatasetError)
-    try:
-        from two4two.blender import RenderError
-    except ImportError:
-        return errors
-    return (*errors, RenderError)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``two4two_render_dataset``; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="two4two_render_dataset",
+        prog=PROG,
         description="Render the Two4Two datasets described by a dataset TOML (resumable: "
                     "rerun the same command after an interruption).",
     )
@@ -78,11 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         written = render_dataset(args.config, progress=not args.no_progress)
-    except _user_errors() as error:
-        print(f"error: {error}", file=sys.stderr)
+    except Two4TwoError as error:
+        message = " ".join(str(error).split()) or type(error).__name__  # one line
+        print(f"{PROG}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        print(f"{PROG}: interrupted: rerun the same command to resume", file=sys.stderr)
         return 130
     for directory in written:
         print(directory)

@@ -3,6 +3,18 @@
 A file holds one or more ``[[dataset]]`` tables, each with ``[[dataset.split]]``
 tables and an optional ``[dataset.sampler_config]`` table. Every key is
 documented on the dataclasses below (and in ``config/dataset_small.toml``).
+
+Upstream two4two's form is read too (``docs/two4two_api.md``): one table per
+dataset, named freely (``[nobias]``, with the same keys), and one sub-table
+per split named after the split (``[nobias.train]`` with ``n_samples`` and
+optionally ``interventions`` and ``seed``)::
+
+    [nobias]
+    sampler = "two4two.Sampler"
+    output_dir = "data/nobias"
+    [nobias.train]
+    n_samples = 1000
+
 Parsing is strict: an unknown key, a wrong type, an out-of-range value, a
 sampler path that does not import or a bad intervention attribute is a
 :class:`DatasetConfigError` naming the file and the field -- raised before any
@@ -168,7 +180,8 @@ class _Parser:
             self.check(f"{key}.seed", data["seed"], int, minimum=0)
         return SplitConfig(**data)
 
-    def dataset(self, data: Any, key: str) -> DatasetConfig:
+    def dataset(self, data: Any, key: str, split_keys: list[str] | None = None
+                ) -> DatasetConfig:
         data = self.table(DatasetConfig, data, key)
         self.check(f"{key}.output_dir", data["output_dir"], str)
         if not data["output_dir"]:
@@ -193,18 +206,44 @@ class _Parser:
         splits = data["split"]
         if not isinstance(splits, list) or not splits:
             raise self.fail(f"{key}.split", "expected one or more [[dataset.split]] tables")
-        data["split"] = [self.split(s, f"{key}.split[{i}]") for i, s in enumerate(splits)]
+        if split_keys is None:
+            split_keys = [f"{key}.split[{i}]" for i in range(len(splits))]
+        data["split"] = [self.split(s, k) for s, k in zip(splits, split_keys, strict=True)]
         data["sampler_config"] = dict(data.get("sampler_config", {}))
         config = DatasetConfig(**data)
-        self.validate(config, key)
+        self.validate(config, key, split_keys)
         return config
 
-    def validate(self, config: DatasetConfig, key: str) -> None:
+    def upstream_dataset(self, name: str, data: Any) -> DatasetConfig:
+        """One dataset of upstream's form: ``[name]`` with one ``[name.<split>]`` per split."""
+        if not isinstance(data, Mapping):
+            raise self.fail(name, f"expected a table (upstream form [{name}]) or [[dataset]] "
+                            f"tables, got {data!r}")
+        dataset: dict[str, Any] = {}
+        splits: list[dict[str, Any]] = []
+        split_keys: list[str] = []
+        for field_name, value in data.items():
+            if isinstance(value, Mapping) and field_name != "sampler_config":
+                if "name" in value:
+                    raise self.fail(f"{name}.{field_name}.name", "the split's name is its "
+                                    f"table name ({field_name!r}); remove the key")
+                splits.append({"name": field_name, **value})
+                split_keys.append(f"{name}.{field_name}")
+            else:
+                dataset[field_name] = value
+        if not splits:
+            raise self.fail(name, f"no splits; add a sub-table per split, e.g. [{name}.train] "
+                            "with n_samples")
+        dataset["split"] = splits
+        return self.dataset(dataset, name, split_keys)
+
+    def validate(self, config: DatasetConfig, key: str,
+                 split_keys: list[str] | None = None) -> None:
         """Checks that need the sampler or several splits together."""
         sampler = make_sampler(config, source=self.source, key=key)
         dirnames: dict[str, str] = {}
         for i, split in enumerate(config.split):
-            skey = f"{key}.split[{i}]"
+            skey = split_keys[i] if split_keys is not None else f"{key}.split[{i}]"
             if split.name in dirnames:
                 raise self.fail(f"{skey}.name", f"directory {split.name!r} is used twice "
                                 f"(also by {dirnames[split.name]})")
@@ -263,27 +302,41 @@ def make_sampler(config: DatasetConfig, source: str = "<config>", key: str = "da
 
 
 def parse_dataset_configs(data: Mapping[str, Any], source: str = "<dict>") -> list[DatasetConfig]:
-    """Validate a parsed dataset TOML (``{'dataset': [...]}``) into :class:`DatasetConfig` s."""
+    """Validate a parsed dataset TOML into :class:`DatasetConfig` s.
+
+    ``data`` is either ``{'dataset': [...]}`` (``[[dataset]]`` tables) or
+    upstream's form ``{'<name>': {..., '<split>': {'n_samples': ...}}}``.
+    """
     parser = _Parser(source)
+    if "dataset" not in data and data:
+        configs = [parser.upstream_dataset(name, table) for name, table in data.items()]
+        _check_distinct_splits(parser, configs, list(data))
+        return configs
     for name in data:
         if name != "dataset":
-            raise parser.fail(name, "unknown top-level key; expected [[dataset]] tables")
+            raise parser.fail(name, "unknown top-level key; expected [[dataset]] tables "
+                              "(or only upstream-style [<name>] tables)")
     datasets = data.get("dataset")
     if isinstance(datasets, Mapping):
         datasets = [datasets]
     if not isinstance(datasets, list) or not datasets:
         raise parser.fail("dataset", "expected one or more [[dataset]] tables")
     configs = [parser.dataset(d, f"dataset[{i}]") for i, d in enumerate(datasets)]
-    seen: dict[tuple[str, str], int] = {}
-    for i, config in enumerate(configs):
+    _check_distinct_splits(parser, configs, [f"dataset[{i}]" for i in range(len(configs))])
+    return configs
+
+
+def _check_distinct_splits(parser: _Parser, configs: list[DatasetConfig],
+                           keys: list[str]) -> None:
+    """No two datasets may write the same split directory."""
+    seen: dict[tuple[str, str], str] = {}
+    for key, config in zip(keys, configs, strict=True):
         for split in config.split:
             where = (os.path.normpath(config.output_dir), split.name)
             if where in seen:
-                raise parser.fail(f"dataset[{i}].split", f"split {split.name!r} of "
-                                  f"{config.output_dir!r} is also written by "
-                                  f"dataset[{seen[where]}]")
-            seen[where] = i
-    return configs
+                raise parser.fail(f"{key}.split", f"split {split.name!r} of "
+                                  f"{config.output_dir!r} is also written by {seen[where]}")
+            seen[where] = key
 
 
 def load_dataset_configs(path: str | os.PathLike) -> list[DatasetConfig]:

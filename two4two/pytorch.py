@@ -9,6 +9,12 @@ next to it. Items are ``(image, mask, labels)`` or ``(image, labels)``:
   the image transform is *not* applied to it;
 * ``labels`` -- ``torch.float32`` ``[n]``, one value per return attribute
   (``obj_name``: peaky 0, stretchy 1; booleans 0/1; numbers as they are).
+
+Upstream two4two's names work too (``docs/two4two_api.md``): ``root_dir=``,
+``set_return_attributes(labels)``, the row functions :func:`filter_attributes`
+and :func:`all_attributes` for :meth:`Two4Two.get_dataframe`, and the label
+helpers :meth:`Two4Two.int_to_obj_name`, :meth:`Two4Two.segmentation_int_to_label`
+and :meth:`Two4Two.segmentation_label_to_int`.
 """
 
 from __future__ import annotations
@@ -25,15 +31,27 @@ import torch.utils.data
 from PIL import Image
 from torchvision import transforms
 
+from two4two import utils
+from two4two._blender.geometry import BLOCK_NAMES
 from two4two.errors import Two4TwoError
 from two4two.scene_parameters import OBJ_NAMES, SAMPLED_ATTRIBUTES, SceneParameters, load_jsonl
 
-__all__ = ["Two4Two", "Two4TwoDatasetError", "all_attributes"]
+__all__ = [
+    "ATTRIBUTE_NAMES",
+    "SEGMENTATION_LABELS",
+    "Two4Two",
+    "Two4TwoDatasetError",
+    "all_attributes",
+    "filter_attributes",
+]
 
-all_attributes: list[str] = list(SAMPLED_ATTRIBUTES)
+ATTRIBUTE_NAMES: tuple[str, ...] = tuple(SAMPLED_ATTRIBUTES)
 """The scene attributes a dataset can return as labels (``label`` is accepted too)."""
 
-_RETURNABLE = (*all_attributes, "label")
+SEGMENTATION_LABELS: tuple[str, ...] = ("background", *BLOCK_NAMES)
+"""Names of the mask values: 0 background, 1..8 the blocks."""
+
+_RETURNABLE = (*ATTRIBUTE_NAMES, "label")
 _DROPPED_COLUMNS = ("obj_color_rgba", "bg_color_rgba", "resolution", "_attributes_status",
                     "__module__", "__name__")
 
@@ -47,23 +65,33 @@ def _fix(root: Path) -> str:
             f"dataset in {root}, or download it again")
 
 
-def default_row(params: SceneParameters) -> dict[str, Any]:
-    """One DataFrame row: the attributes, ids and label, plus ``attribute_status_<attr>``."""
-    state = params.state_dict()
-    row = {key: value for key, value in state.items() if key not in _DROPPED_COLUMNS}
+def filter_attributes(param: SceneParameters) -> dict[str, Any]:
+    """One DataFrame row: the attributes, ids and label (no RGBA, resolution or statuses)."""
+    state = param.state_dict()
+    return {key: value for key, value in state.items() if key not in _DROPPED_COLUMNS}
+
+
+def all_attributes(param: SceneParameters) -> dict[str, Any]:
+    """:func:`filter_attributes` plus one ``attribute_status_<attr>`` column per attribute."""
+    row = filter_attributes(param)
     for attr in SAMPLED_ATTRIBUTES:
-        row[f"attribute_status_{attr}"] = params.get_status(attr)
+        row[f"attribute_status_{attr}"] = param.get_status(attr)
     return row
+
+
+default_row = all_attributes
+"""Kept name of :func:`all_attributes`."""
 
 
 class Two4Two(torch.utils.data.Dataset):
     """The scenes and images of one split (``<root>/<split>``), in ``parameters.jsonl`` order.
 
     Args:
-        root: the dataset folder (holding ``train``, ``test``, ...).
+        root_dir: the dataset folder (holding ``train``, ``test``, ...); ``root=``
+            works too.
         split: split directory name, e.g. ``train`` or ``test_obj_color``.
         transform: applied to the PIL RGB image (default ``ToTensor()``).
-        return_attributes: attributes returned as labels (see :data:`all_attributes`).
+        return_attributes: attributes returned as labels (see :data:`ATTRIBUTE_NAMES`).
         return_segmentation_mask: also return the mask (``[1, H, W]`` uint8).
 
     Raises:
@@ -71,15 +99,17 @@ class Two4Two(torch.utils.data.Dataset):
             of its images is missing (the message names the path and the fix).
     """
 
+    @utils.keyword_aliases(root="root_dir")
     def __init__(
         self,
-        root: str | os.PathLike,
+        root_dir: str | os.PathLike,
         split: str,
         transform: Callable[[Image.Image], Any] | None = transforms.ToTensor(),  # noqa: B008
         return_attributes: Sequence[str] = ("obj_name",),
         return_segmentation_mask: bool = True,
     ) -> None:
-        self.root = Path(root)
+        self.root = Path(root_dir)
+        self.root_dir = str(root_dir)
         self.split = split
         self.directory = self.root / split
         self.transform = transform
@@ -104,13 +134,39 @@ class Two4Two(torch.utils.data.Dataset):
 
     # ------------------------------------------------------------------ labels
 
-    def set_return_attributes(self, names: Sequence[str]) -> None:
+    @utils.keyword_aliases(names="labels")
+    def set_return_attributes(self, labels: Sequence[str]) -> None:
         """Choose the attributes returned as labels (in this order)."""
-        names = [names] if isinstance(names, str) else list(names)
+        names = [labels] if isinstance(labels, str) else list(labels)
         for name in names:
             if name not in _RETURNABLE:
                 raise ValueError(f"unknown attribute {name!r}; valid: {', '.join(_RETURNABLE)}")
         self.return_attributes = names
+
+    @staticmethod
+    def int_to_obj_name(label_int: int) -> str:
+        """The class of an integer label: 0 peaky, 1 stretchy."""
+        index = int(label_int)
+        if index != label_int or not 0 <= index < len(OBJ_NAMES):
+            raise ValueError(f"label_int must be 0 (peaky) or 1 (stretchy), got {label_int!r}")
+        return OBJ_NAMES[index]
+
+    @staticmethod
+    def segmentation_int_to_label(index: int) -> str:
+        """The name of mask value ``index`` (0 background, 1..8 the blocks)."""
+        value = int(index)
+        if value != index or not 0 <= value < len(SEGMENTATION_LABELS):
+            raise ValueError(f"index must be a mask value 0..{len(SEGMENTATION_LABELS) - 1}, "
+                             f"got {index!r}")
+        return SEGMENTATION_LABELS[value]
+
+    @staticmethod
+    def segmentation_label_to_int(label: str) -> int:
+        """The mask value of a block name (or ``background``, 0)."""
+        if label not in SEGMENTATION_LABELS:
+            raise ValueError(f"unknown segmentation label {label!r}; valid: "
+                             f"{', '.join(SEGMENTATION_LABELS)}")
+        return SEGMENTATION_LABELS.index(label)
 
     def get_label_names(self) -> list[str]:
         """Names of the label vector's entries."""
@@ -127,9 +183,10 @@ class Two4Two(torch.utils.data.Dataset):
         return torch.tensor(values, dtype=torch.float32)
 
     def get_dataframe(
-        self, to_dict: Callable[[SceneParameters], dict[str, Any]] = default_row
+        self, to_dict: Callable[[SceneParameters], dict[str, Any]] = filter_attributes
     ) -> pd.DataFrame:
-        """A DataFrame with one row per scene (default: :func:`default_row`)."""
+        """A DataFrame with one row per scene (default: :func:`filter_attributes`; pass
+        :func:`all_attributes` for the status columns)."""
         return pd.DataFrame([to_dict(p) for p in self.params])
 
     # ------------------------------------------------------------------ items

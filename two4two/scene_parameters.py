@@ -21,24 +21,38 @@ import json
 import math
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from two4two import utils
+from two4two.errors import Two4TwoError
 
 __all__ = [
     "ATTRIBUTE_STATUSES",
     "OBJ_NAMES",
+    "OBJ_NAME_TO_INT",
     "SAMPLED_ATTRIBUTES",
     "SceneParameters",
+    "UnknownAttributeError",
     "load_jsonl",
     "read_jsonl_lenient",
+    "split_peaky_stretchy",
     "write_jsonl",
 ]
 
 OBJ_NAMES: tuple[str, str] = ("peaky", "stretchy")
 """The two classes; ``obj_name`` as an integer is its index here (peaky 0, stretchy 1)."""
+
+OBJ_NAME_TO_INT: dict[str, int] = {name: i for i, name in enumerate(OBJ_NAMES)}
+"""``{'peaky': 0, 'stretchy': 1}``."""
+
+
+class UnknownAttributeError(Two4TwoError, ValueError, KeyError):
+    """An attribute name that has no status (a ValueError, as upstream, and a KeyError)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 SAMPLED_ATTRIBUTES: tuple[str, ...] = (
     "obj_name",
@@ -59,7 +73,8 @@ SAMPLED_ATTRIBUTES: tuple[str, ...] = (
 
 ATTRIBUTE_STATUSES: tuple[str, ...] = ("default", "custom", "sampled", "resampled")
 
-_DEFAULT_CMAP = "coolwarm"
+_DEFAULT_OBJ_CMAP = "seismic"
+_DEFAULT_BG_CMAP = "binary"
 
 
 def _default_status() -> dict[str, str]:
@@ -72,7 +87,9 @@ class SceneParameters:
 
     Angles are in radians; positions in Blender units; colours are values in
     [0, 1] plus the RGBA they map to. ``resolution`` is ``(height, width)`` of
-    the rendered image in pixels.
+    the rendered image in pixels. The default colours are upstream's:
+    ``seismic(0.5)`` for the object, ``binary(0.45)`` for the background.
+    ``labeling_error`` accepts ``0``/``1`` as well as booleans (as upstream).
     """
 
     obj_name: str = "peaky"
@@ -88,11 +105,11 @@ class SceneParameters:
     arm_position: float = 0.0
     obj_color: float = 0.5
     obj_color_rgba: utils.RGBAColor = dataclasses.field(
-        default_factory=lambda: utils.color_from_cmap(_DEFAULT_CMAP, 0.5)
+        default_factory=lambda: utils.color_from_cmap(_DEFAULT_OBJ_CMAP, 0.5)
     )
     bg_color: float = 0.45
     bg_color_rgba: utils.RGBAColor = dataclasses.field(
-        default_factory=lambda: utils.color_from_cmap(_DEFAULT_CMAP, 0.45)
+        default_factory=lambda: utils.color_from_cmap(_DEFAULT_BG_CMAP, 0.45)
     )
     resolution: tuple[int, int] = (128, 128)
     id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
@@ -101,7 +118,7 @@ class SceneParameters:
 
     VALID_VALUES: ClassVar[dict[str, Any]] = {
         "obj_name": set(OBJ_NAMES),
-        "labeling_error": {False, True},
+        "labeling_error": {False, True},  # 0 and 1 are accepted too
         "fliplr": {False, True},
         "spherical": (0.0, 1.0),
         "bending": (-math.pi / 8, math.pi / 8),
@@ -140,6 +157,7 @@ class SceneParameters:
             value = getattr(self, attr)
             if isinstance(valid, set):
                 if not any(value is v or (type(value) is type(v) and value == v)
+                           or (attr == "labeling_error" and type(value) is int and value == v)
                            for v in valid):
                     raise ValueError(
                         f"SceneParameters.{attr} = {value!r} is not valid; "
@@ -192,6 +210,10 @@ class SceneParameters:
             return self.obj_name
         return OBJ_NAMES[1 - self.obj_name_as_int]
 
+    def obj_name_with_label_error(self) -> str:
+        """``obj_name``, flipped if ``labeling_error`` (upstream's name for :attr:`label`)."""
+        return self.label
+
     # ------------------------------------------------------------------ cloning
 
     def clone(self, create_new_id: bool = True) -> SceneParameters:
@@ -211,9 +233,10 @@ class SceneParameters:
             cloned.id = str(uuid.uuid4())
         return cloned
 
-    def is_clone_of(self, other: SceneParameters) -> bool:
-        """Whether this scene was cloned from ``other``."""
-        return self.original_id is not None and self.original_id == other.id
+    @utils.keyword_aliases(other="original")
+    def is_clone_of(self, original: SceneParameters) -> bool:
+        """Whether this scene was cloned from ``original``."""
+        return self.original_id is not None and self.original_id == original.id
 
     def is_cloned(self) -> bool:
         """Whether this scene is a clone of another one."""
@@ -221,29 +244,41 @@ class SceneParameters:
 
     # ------------------------------------------------------------------ statuses
 
-    def _check_attr(self, attr: str) -> None:
-        if attr not in self._attributes_status:
-            raise KeyError(
-                f"{attr!r} has no status; tracked attributes: {', '.join(SAMPLED_ATTRIBUTES)}"
+    def _check_attr(self, attribute: str) -> None:
+        if attribute not in self._attributes_status:
+            raise UnknownAttributeError(
+                f"attribute {attribute!r} has no status; tracked attributes: "
+                f"{', '.join(SAMPLED_ATTRIBUTES)}"
             )
 
-    def get_status(self, attr: str) -> str:
-        """Status of ``attr``: ``default``, ``custom``, ``sampled`` or ``resampled``."""
-        self._check_attr(attr)
-        return self._attributes_status[attr]
+    @utils.keyword_aliases(attr="attribute")
+    def get_status(self, attribute: str) -> str:
+        """Status of ``attribute``: ``default``, ``custom``, ``sampled`` or ``resampled``.
 
-    def mark_sampled(self, attr: str) -> None:
-        """Record that ``attr`` was drawn: ``sampled`` the first time, then ``resampled``."""
-        self._check_attr(attr)
-        previous = self._attributes_status[attr]
-        self._attributes_status[attr] = (
+        Raises:
+            UnknownAttributeError: (a ValueError) ``attribute`` has no status.
+        """
+        self._check_attr(attribute)
+        return self._attributes_status[attribute]
+
+    @utils.keyword_aliases(attr="attribute")
+    def mark_sampled(self, attribute: str) -> None:
+        """Record that ``attribute`` was drawn: ``sampled`` the first time, then ``resampled``."""
+        self._check_attr(attribute)
+        previous = self._attributes_status[attribute]
+        self._attributes_status[attribute] = (
             "resampled" if previous in ("sampled", "resampled") else "sampled"
         )
 
-    def mark_custom(self, attr: str) -> None:
-        """Record that ``attr`` was set by hand."""
-        self._check_attr(attr)
-        self._attributes_status[attr] = "custom"
+    @utils.keyword_aliases(attr="attribute")
+    def mark_custom(self, attribute: str) -> None:
+        """Record that ``attribute`` was set by hand.
+
+        Raises:
+            UnknownAttributeError: (a ValueError) ``attribute`` has no status.
+        """
+        self._check_attr(attribute)
+        self._attributes_status[attribute] = "custom"
 
     # ------------------------------------------------------------------ files
 
@@ -296,6 +331,25 @@ class SceneParameters:
         if unknown:
             raise ValueError(f"unknown keys for {module}.{name}: {unknown}")
         return cls(**state)
+
+
+def split_peaky_stretchy(
+    params: Sequence[SceneParameters], num_samples: int | None = None
+) -> tuple[list[SceneParameters], list[SceneParameters]]:
+    """The peaky and the stretchy scenes of ``params`` (by ``obj_name``), in their order.
+
+    Args:
+        params: the scenes.
+        num_samples: keep at most this many of each class (None: all).
+
+    Returns:
+        ``(peakies, stretchies)``.
+    """
+    peakies = [p for p in params if p.obj_name == "peaky"]
+    stretchies = [p for p in params if p.obj_name == "stretchy"]
+    if num_samples is not None:
+        peakies, stretchies = peakies[:num_samples], stretchies[:num_samples]
+    return peakies, stretchies
 
 
 # --------------------------------------------------------------------------- JSON lines

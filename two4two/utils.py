@@ -9,13 +9,15 @@ with ``np.random.seed(s)`` therefore makes sampling reproducible.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.stats
@@ -23,19 +25,36 @@ import scipy.stats
 RGBAColor = tuple[float, float, float, float]
 """An RGBA colour, four floats in [0, 1] (as matplotlib's colour maps return)."""
 
+T = TypeVar("T")
+"""A generic type variable (upstream two4two exports it from here)."""
+
+FULL_CIRCLE: float = 2 * math.pi
+"""A full turn in radians."""
+QUARTER_CIRCLE: float = math.pi / 2
+"""A quarter turn in radians."""
+
 __all__ = [
+    "FULL_CIRCLE",
+    "QUARTER_CIRCLE",
     "RGBAColor",
+    "T",
     "TruncatedNormal",
     "atomic_write_bytes",
     "atomic_write_lines",
     "atomic_write_text",
     "color_from_cmap",
     "discrete",
+    "get",
     "get_cmap",
+    "import_class",
     "import_object",
+    "keyword_aliases",
+    "numpy_to_python_scalar",
     "rejection_sample",
     "sample_value",
     "seeded",
+    "split_class",
+    "supports_iteration",
     "truncated_normal",
     "uniform",
 ]
@@ -91,8 +110,11 @@ class TruncatedNormal(_FrozenContinuous):
         return float(values[0]) if size is None else values.reshape(size)
 
 
-def truncated_normal(mean: float, std: float, lower: float, upper: float) -> Any:
+def truncated_normal(mean: float = 0.0, std: float = 1.0, lower: float = -3.0,
+                     upper: float = 2.0) -> Any:
     """A normal distribution N(mean, std^2) truncated to ``[lower, upper]``.
+
+    The defaults (N(0, 1) on [-3, 2]) are upstream two4two's.
 
     Returns:
         a frozen ``scipy.stats.truncnorm`` (:class:`TruncatedNormal`: ``.pdf``,
@@ -112,24 +134,61 @@ def uniform(lower: float, upper: float) -> Any:
     return scipy.stats.uniform(loc=lower, scale=upper - lower)
 
 
-class _Discrete:
-    """A discrete distribution over arbitrary values; call it (or ``.rvs()``) to draw."""
+class discrete:  # lower case: upstream two4two's public name
+    """A discrete distribution over arbitrary values, built from ``{value: probability}``.
 
-    def __init__(self, probabilities: Mapping[Any, float]) -> None:
-        if not probabilities:
+    Probabilities are normalised to sum to 1. Like a frozen scipy
+    distribution it has :meth:`rvs`, :meth:`pmf` and :meth:`logpmf`; calling
+    it draws one value. Draws use numpy's global random state unless
+    ``random_state`` is given.
+    """
+
+    def __init__(self, value_to_probs: Mapping[Any, float]) -> None:
+        if not value_to_probs:
             raise ValueError("discrete: need at least one value")
-        self.values = list(probabilities)
-        weights = np.asarray(list(probabilities.values()), dtype=np.float64)
+        self.values = list(value_to_probs)
+        weights = np.asarray(list(value_to_probs.values()), dtype=np.float64)
         if np.any(weights < 0) or not np.isfinite(weights).all() or weights.sum() <= 0:
-            raise ValueError(f"discrete: invalid probabilities {dict(probabilities)}")
+            raise ValueError(f"discrete: invalid probabilities {dict(value_to_probs)}")
         self.probabilities = weights / weights.sum()
+        self.value_to_probs = dict(zip(self.values, self.probabilities.tolist(), strict=True))
 
     def __call__(self) -> Any:
-        index = np.random.choice(len(self.values), p=self.probabilities)
-        return self.values[index]
+        return self.rvs()
 
-    def rvs(self) -> Any:
-        return self()
+    def rvs(self, size: int | tuple[int, ...] | None = None, random_state: Any = None) -> Any:
+        """One value (``size=None``) or a numpy array of ``size`` values (dtype object
+        unless the values are numbers)."""
+        if random_state is None:
+            choice = np.random.choice
+        elif isinstance(random_state, int | np.integer):
+            choice = np.random.RandomState(random_state).choice
+        else:
+            choice = random_state.choice
+        index = choice(len(self.values), p=self.probabilities, size=size)
+        if size is None:
+            return self.values[int(index)]
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool)
+                      for v in self.values)
+        return np.asarray(self.values, dtype=None if numeric else object)[index]
+
+    def _pmf_one(self, k: Any) -> float:
+        try:
+            return float(self.value_to_probs.get(k, 0.0))
+        except TypeError:  # unhashable
+            return 0.0
+
+    def pmf(self, k: Any) -> Any:
+        """Probability of value ``k`` (0 for a value not in the table); element-wise for a
+        list/array of values."""
+        if isinstance(k, list | tuple | np.ndarray):
+            return np.array([self._pmf_one(v) for v in k], dtype=np.float64)
+        return self._pmf_one(k)
+
+    def logpmf(self, k: Any) -> Any:
+        """``log(pmf(k))`` (-inf for a value not in the table)."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.pmf(k))
 
     def __repr__(self) -> str:
         pairs = ", ".join(
@@ -137,18 +196,31 @@ class _Discrete:
         return f"discrete({{{pairs}}})"
 
 
-def discrete(probabilities: Mapping[Any, float]) -> Callable[[], Any]:
-    """A callable that draws one of the keys with the given (normalised) probabilities."""
-    return _Discrete(probabilities)
+def numpy_to_python_scalar(x: Any) -> Any:
+    """Plain Python scalars instead of numpy scalars / 0-d or 1-element arrays; other
+    values are returned unchanged."""
+    if isinstance(x, np.ndarray) and x.size == 1:
+        x = x.reshape(()).item()
+    if isinstance(x, np.generic):
+        x = x.item()
+    return x
 
 
-def _to_python(value: Any) -> Any:
-    """Plain Python scalars instead of numpy scalars / 0-d or 1-element arrays."""
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.reshape(()).item()
-    if isinstance(value, np.generic):
-        value = value.item()
-    return value
+_to_python = numpy_to_python_scalar
+
+
+def get(maybe_none: T | None, default: T) -> T:
+    """``maybe_none`` unless it is None, else ``default``."""
+    return default if maybe_none is None else maybe_none
+
+
+def supports_iteration(value: Any) -> bool:
+    """Whether ``iter(value)`` works (lists, tuples, arrays, strings, generators, ...)."""
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True
 
 
 def sample_value(dist: Any) -> Any:
@@ -203,9 +275,14 @@ def get_cmap(name: str) -> Any:
         raise ValueError(f"unknown matplotlib colour map {name!r}") from None
 
 
-def color_from_cmap(name: str, value: float) -> RGBAColor:
-    """RGBA of colour map ``name`` at ``value`` in [0, 1] (four Python floats)."""
-    rgba = get_cmap(name)(float(value))
+def color_from_cmap(cmap: Any, value: float) -> RGBAColor:
+    """RGBA of colour map ``cmap`` (a matplotlib colour map or its name) at ``value`` in
+    [0, 1] (four Python floats)."""
+    if isinstance(cmap, str):
+        cmap = get_cmap(cmap)
+    elif not callable(cmap):
+        raise ValueError(f"expected a matplotlib colour map or its name, got {cmap!r}")
+    rgba = cmap(float(value))
     return tuple(float(c) for c in rgba)  # type: ignore[return-value]
 
 
@@ -231,6 +308,42 @@ def import_object(dotted_path: str) -> Any:
         return getattr(module, name)
     except AttributeError:
         raise ImportError(f"module {module_name!r} has no attribute {name!r}") from None
+
+
+def split_class(module_dot_class: str) -> tuple[str, str]:
+    """``'package.module.Name'`` -> ``('package.module', 'Name')``."""
+    module, _, name = module_dot_class.rpartition(".")
+    return module, name
+
+
+def import_class(module: str, cls_name: str) -> Any:
+    """``cls_name`` from module ``module`` (see :func:`import_object` for the errors)."""
+    return import_object(f"{module}.{cls_name}")
+
+
+# --------------------------------------------------------------------------- keyword names
+
+
+def keyword_aliases(**aliases: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Let a function also accept old keyword names: ``@keyword_aliases(attr="attribute")``.
+
+    A call with ``attr=x`` becomes ``attribute=x``; passing both is a TypeError.
+    """
+
+    def decorate(function: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> T:
+            for alias, name in aliases.items():
+                if alias in kwargs:
+                    if name in kwargs:
+                        raise TypeError(f"{function.__qualname__}() got both {name!r} and its "
+                                        f"alias {alias!r}; pass only {name!r}")
+                    kwargs[name] = kwargs.pop(alias)
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 # --------------------------------------------------------------------------- files

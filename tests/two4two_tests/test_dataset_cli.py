@@ -111,7 +111,9 @@ def test_splits_are_seeded_and_unbiased_flag(tmp_path) -> None:
     unbiased = render_dataset(tiny_config(tmp_path / "c", extra="unbiased = true\n"),
                               render_fn=FakeRenderer(), progress=False)
     scenes = load_jsonl(unbiased[0] / "parameters.jsonl")
-    assert all(p.get_status("spherical") == "resampled" for p in scenes)
+    assert all(p.get_status("spherical") == "sampled" for p in scenes)  # drawn once
+    biased = load_jsonl(first[0] / "parameters.jsonl")
+    assert [p.spherical for p in scenes] != [p.spherical for p in biased]
 
 
 # --------------------------------------------------------------------------- resuming
@@ -267,7 +269,8 @@ def test_bad_config_fails_before_rendering(tmp_path, case, capsys) -> None:
     # the CLI prints one line and exits non-zero
     assert cli_tool.main([str(config)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and field in err and "Traceback" not in err
+    assert err.startswith("two4two_render_dataset: error: ") and field in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_missing_and_invalid_files(tmp_path) -> None:

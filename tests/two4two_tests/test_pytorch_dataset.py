@@ -13,7 +13,7 @@ from PIL import Image
 from two4two_fakes import TINY_SPLITS, FakeRenderer, write_config
 
 from two4two.cli_tool import render_dataset
-from two4two.pytorch import Two4Two, Two4TwoDatasetError, all_attributes
+from two4two.pytorch import ATTRIBUTE_NAMES, Two4Two, Two4TwoDatasetError, all_attributes
 from two4two.scene_parameters import load_jsonl
 
 
@@ -63,11 +63,11 @@ def test_return_attributes_and_no_mask(dataset_root: Path) -> None:
 
 def test_dataframe(dataset_root: Path) -> None:
     dataset = Two4Two(dataset_root, "test")
-    frame = dataset.get_dataframe()
+    frame = dataset.get_dataframe(to_dict=all_attributes)
     scenes = load_jsonl(dataset_root / "test" / "parameters.jsonl")
     assert len(frame) == 5
     assert list(frame["id"]) == [p.id for p in scenes]
-    for attr in all_attributes:
+    for attr in ATTRIBUTE_NAMES:
         assert list(frame[attr]) == [getattr(p, attr) for p in scenes]
         assert set(frame[f"attribute_status_{attr}"]) == {"sampled"}
     for dropped in ("obj_color_rgba", "bg_color_rgba", "resolution", "_attributes_status"):

@@ -11,7 +11,7 @@ import scipy.stats
 from sklearn.metrics import roc_auc_score
 
 import two4two
-from dubfiv.data_generation import SamplerObjColorAndSpherical
+from dubfiv.data_generation import RELEASED_SAMPLER_CONFIG, SamplerObjColorAndSpherical
 from two4two.bias import SAMPLING_ORDER
 from two4two.scene_parameters import SAMPLED_ATTRIBUTES
 
@@ -54,7 +54,15 @@ def assert_follows(values: np.ndarray, cdf) -> None:
 
 
 SAMPLERS = [two4two.Sampler, two4two.ColorBiasedSampler, two4two.HighVariationSampler,
-            two4two.HighVariationColorBiasedSampler, SamplerObjColorAndSpherical]
+            two4two.HighVariationColorBiasedSampler, two4two.MedVarSampler,
+            two4two.MedVarColorSampler, two4two.MedVarSpherSampler,
+            two4two.MedVarSpherColorSampler, two4two.MedVarNoArmsSampler,
+            SamplerObjColorAndSpherical]
+
+
+def released_study_sampler() -> SamplerObjColorAndSpherical:
+    """The paper's sampler with the released datasets' config (0.15 / 0.33)."""
+    return SamplerObjColorAndSpherical(**RELEASED_SAMPLER_CONFIG)
 
 
 @pytest.mark.parametrize("cls", SAMPLERS, ids=lambda c: c.__name__)
@@ -92,20 +100,21 @@ def test_default_sampler_distributions() -> None:
 
 
 def test_color_biased_and_high_variation_samplers() -> None:
-    scenes = draw(two4two.HighVariationColorBiasedSampler())
+    scenes = draw(two4two.ColorBiasedSampler())
     stretchy = is_stretchy(scenes)
     color = column(scenes, "obj_color")
     assert_follows(color[~stretchy], truncnorm_cdf(1, 0.5, 0, 1))
     assert_follows(color[stretchy], truncnorm_cdf(0, 0.5, 0, 1))
     assert_follows(column(scenes, "bg_color"), uniform_cdf(0.05, 0.85))
-    assert_follows(column(scenes, "obj_rotation_roll"), uniform_cdf(-PI / 3, PI / 3))
-    assert_follows(column(scenes, "obj_rotation_pitch"), uniform_cdf(-PI / 3, PI / 3))
-    assert_follows(column(scenes, "obj_rotation_yaw"), uniform_cdf(-PI, 0))
-    assert_follows(column(scenes, "bending"), uniform_cdf(-PI / 8, PI / 8))
     seismic, binary = matplotlib.colormaps["seismic"], matplotlib.colormaps["binary"]
     for p in scenes[:20]:
         assert p.obj_color_rgba == pytest.approx(seismic(p.obj_color))
         assert p.bg_color_rgba == pytest.approx(binary(p.bg_color))
+    scenes = draw(two4two.HighVariationSampler())
+    assert_follows(column(scenes, "obj_rotation_roll"), uniform_cdf(-PI / 3, PI / 3))
+    assert_follows(column(scenes, "obj_rotation_pitch"), uniform_cdf(-PI / 3, PI / 3))
+    assert_follows(column(scenes, "obj_rotation_yaw"), uniform_cdf(-PI, 0))
+    assert_follows(column(scenes, "bending"), uniform_cdf(-PI / 8, PI / 8))
 
 
 def test_seeding_makes_sampling_reproducible() -> None:
@@ -124,7 +133,7 @@ def test_seeding_makes_sampling_reproducible() -> None:
 def test_fixed_class_and_resampling_statuses() -> None:
     sampler = two4two.Sampler()
     p = sampler.sample(obj_name="stretchy")
-    assert p.obj_name == "stretchy" and p.get_status("obj_name") == "custom"
+    assert p.obj_name == "stretchy" and p.get_status("obj_name") == "sampled"
     assert p.arm_position >= 0.48
     sampler.sample_obj_color(p)
     assert p.get_status("obj_color") == "resampled"
@@ -184,15 +193,14 @@ def test_intervention_removes_the_color_bias() -> None:
     y_unbiased = is_stretchy(unbiased)
     assert abs(roc_auc_score(y_unbiased, column(unbiased, "obj_color")) - 0.5) < 0.05
     assert roc_auc_score(y_unbiased, column(unbiased, "arm_position")) > 0.95
-    assert all(p.get_status("bending") == "resampled" for p in unbiased)
-    assert all(p.get_status("obj_name") == "sampled" for p in unbiased)
+    assert all(p.get_status(a) == "sampled" for p in unbiased for a in SAMPLED_ATTRIBUTES)
 
 
 # --------------------------------------------------------------------------- study sampler
 
 
 def test_study_sampler_distributions() -> None:
-    scenes = draw(SamplerObjColorAndSpherical())
+    scenes = draw(released_study_sampler())
     stretchy = is_stretchy(scenes)
     arm = column(scenes, "arm_position")
     assert_follows(arm[~stretchy], uniform_cdf(0, 0.52))
@@ -220,7 +228,7 @@ def test_study_sampler_distributions() -> None:
 
 def test_study_sampler_obj_color_formula() -> None:
     """At arm 0.5 a stretchy's colour is 1 - U(0, 0.25) (else uniform w.p. 0.15)."""
-    sampler = SamplerObjColorAndSpherical()
+    sampler = released_study_sampler()
     np.random.seed(3)
     colors = []
     for _ in range(N):
@@ -282,8 +290,7 @@ def test_study_sampler_unbiased_mode() -> None:
     # position (outside the overlap) it is independent of the label
     peaky_side = arm < 0.3
     assert np.all(~y[peaky_side])
-    assert all(p.get_status(a) == "resampled" for p in scenes
-               for a in SAMPLING_ORDER if a != "obj_name")
+    assert all(p.get_status(a) == "sampled" for p in scenes for a in SAMPLING_ORDER)
 
 
 def test_study_sampler_config_is_validated() -> None:

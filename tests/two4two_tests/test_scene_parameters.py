@@ -37,9 +37,9 @@ def test_defaults_match_the_spec() -> None:
         assert getattr(p, name) == value, name
     assert uuid.UUID(p.id).version == 4
     assert SceneParameters().id != p.id
-    cmap = matplotlib.colormaps["coolwarm"]
-    assert p.obj_color_rgba == pytest.approx(tuple(cmap(0.5)))
-    assert p.bg_color_rgba == pytest.approx(tuple(cmap(0.45)))
+    # upstream's defaults: seismic for the object, binary for the background
+    assert p.obj_color_rgba == pytest.approx(tuple(matplotlib.colormaps["seismic"](0.5)))
+    assert p.bg_color_rgba == pytest.approx(tuple(matplotlib.colormaps["binary"](0.45)))
     assert all(p.get_status(a) == "default" for a in SAMPLED_ATTRIBUTES)
     p.check_values()
 
