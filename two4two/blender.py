@@ -18,11 +18,11 @@ updates it per image (:mod:`two4two._blender.scene`); this module never imports
 ``multiprocessing`` children, so they never import the caller's main module:
 rendering works the same from a script (with or without an
 ``if __name__ == "__main__":`` guard), ``python -c``, a script on stdin and a
-notebook. Each worker gets ``cores // workers`` Cycles threads (at least
-one), so the machine is not oversubscribed. Results come back in input order.
-With ``output_dir``, workers write ``<id>.png`` (RGB) and ``<id>_mask.png``
-(labels) atomically (temporary file in the same folder, then rename) before
-the tuple is yielded; :func:`render` also appends each scene's
+notebook (``docs/two4two_render.md``). Each worker gets ``cores // workers``
+Cycles threads (at least one), so the machine is not oversubscribed. Results
+come back in input order. With ``output_dir``, workers write ``<id>.png`` (RGB)
+and ``<id>_mask.png`` (labels) atomically (temporary file in the same folder,
+then rename) before the tuple is yielded; :func:`render` also appends each scene's
 ``state_dict()`` to ``<output_dir>/parameters.jsonl``. Ctrl-C or an error stops
 all workers and removes their temporary files. Blender's own console output is
 kept in a log file per worker unless ``print_output``.
@@ -363,7 +363,8 @@ def render(
 ) -> Iterator[RenderResult]:
     """Render scenes with fresh worker processes; yields ``(image, mask, params)`` in order.
 
-    The positional order is the original two4two's, so its calls work unchanged.
+    The positional order is the original two4two's, so its calls work
+    unchanged (``docs/two4two_render.md``; only the first four are confirmed).
 
     Args:
         params: the scenes (``SceneParameters``).

@@ -1,12 +1,15 @@
 """Tests of the Blender renderer (two4two.blender) and its scene geometry.
 
 Renders are small (64x64) with few Cycles samples; one pool of two worker
-processes is shared by the module (Blender starts once).
+processes is shared by the module (Blender starts once). Rendering from other
+entry points (stdin, ``python -c``, unguarded scripts, notebooks) and crash
+clean-up are in ``test_entry_points.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +25,7 @@ from PIL import Image
 
 from two4two import utils
 from two4two._blender import geometry
-from two4two.blender import Renderer, RenderError, render
+from two4two.blender import Renderer, RenderError, render, render_single
 from two4two.scene_parameters import SceneParameters
 
 RES = (64, 64)
@@ -201,6 +204,24 @@ def test_results_in_input_order_with_several_processes(renderer):
     assert [r[2] for r in results] == scenes
     assert all(r[2] is p for r, p in zip(results, scenes, strict=True))
     assert [r[0].shape[:2] for r in results] == [p.resolution for p in scenes]
+
+
+def test_render_positional_appends_parameters_jsonl_in_render_order(tmp_path):
+    scenes = [scene(arm_position=0.1), scene(arm_position=0.9, fliplr=True), scene(bending=0.2)]
+    # upstream's positional order: params, n_processes, chunk_size, output_dir
+    first = list(render(scenes[:2], 2, 1, tmp_path, samples=1))
+    second = list(render(scenes[2:], 1, 1, str(tmp_path), samples=1))  # appends
+    assert [r[2] for r in first + second] == scenes
+    lines = (tmp_path / "parameters.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        json.loads(json.dumps(p.state_dict())) for p in scenes]
+    for p in scenes:
+        assert (tmp_path / p.filename).is_file() and (tmp_path / p.mask_filename).is_file()
+    # write_parameters=False leaves the file alone; render_single takes upstream's `param`
+    image, _ = render_single(param=scenes[0], samples=1, output_dir=tmp_path,
+                             write_parameters=False)
+    assert len((tmp_path / "parameters.jsonl").read_text().splitlines()) == 3
+    np.testing.assert_array_equal(image, first[0][0])  # fixed Cycles seed
 
 
 def test_render_error_when_bpy_is_missing(monkeypatch):

@@ -13,7 +13,8 @@ the temporary files they may have left in the output folders (marked by the
 pool's token), and its RAM-disk scratch folder. Pools still running when the
 interpreter exits are terminated by an ``atexit`` hook; workers whose parent
 dies exit on their own (end-of-file on the socket, or a changed parent pid).
-Needs a POSIX system (inherited file descriptors).
+Needs a POSIX system (inherited file descriptors). Design and guarantees:
+``docs/two4two_render.md``.
 """
 
 from __future__ import annotations
