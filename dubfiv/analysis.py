@@ -39,6 +39,7 @@ from dubfiv.explain.counterfactual import encode
 from dubfiv.explain.interpolation import CounterfactualInterpolation, InterpolationGrid, select_rows
 from dubfiv.flow import SequentialFlow, describe_layers
 from dubfiv.heads import LinearHead
+from dubfiv.rundir import CHECKPOINT, RunPaths
 from dubfiv.runs import Run, find_checkpoint, load_run, resolve_device
 
 __all__ = ["SPLIT_ALIASES", "Analysis", "AnalysisError", "latest_run"]
@@ -58,11 +59,11 @@ def latest_run(output_base_dir: str | os.PathLike = "models") -> Path:
         AnalysisError: no run directory there (the message names the folder).
     """
     base = Path(output_base_dir)
-    runs = [p for p in base.glob("*") if (p / "models" / "models.torch").is_file()]
+    runs = [p for p in base.glob("*") if RunPaths(p).checkpoint.is_file()]
     if not runs:
-        raise AnalysisError(f"{base}: no run directories (with models/models.torch); train one "
+        raise AnalysisError(f"{base}: no run directories (with {CHECKPOINT}); train one "
                             "(dubfiv_train / dubfiv_quickstart) or set DUBFIV_RUN_DIR.")
-    return max(runs, key=lambda p: (p / "models" / "models.torch").stat().st_mtime)
+    return max(runs, key=lambda p: RunPaths(p).checkpoint.stat().st_mtime)
 
 
 def _find_dataset(run: Run, dataset_dir: str | os.PathLike | None) -> Path:
@@ -174,7 +175,7 @@ class Analysis:
                        output_dir=Path(output_dir) if output_dir else Path(run_dir) / "analysis",
                        cache_reused={}, batch_size=batch_size, progress=progress)
         fingerprint = split_cache.checkpoint_fingerprint(find_checkpoint(run_dir))
-        cache_dir = Path(run_dir) / split_cache.CACHE_DIRNAME if cache else None
+        cache_dir = RunPaths(run_dir).analysis_cache if cache else None
         for split in ("validation", "test"):
             data = analysis.open(split)
             parameters = Path(dataset) / split / "parameters.jsonl"

@@ -386,8 +386,8 @@ def _section(data: dict[str, Any], name: str, source: str) -> dict[str, Any]:
         return data
     extra = sorted(set(data) - {name})
     if extra:
-        raise _fail(source, extra[0], f"expected only a [{name}] table in the --{name} file "
-                    "(for a whole experiment file use --experiment).")
+        raise _fail(source, extra[0], f"expected only a [{name}] table in the `{name}` file "
+                    "(for a whole experiment file use `experiment`).")
     return data[name]
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from dubfiv.errors import DubfivError
+from dubfiv.errors import DubfivError, ParameterError
 
 __all__ = [
     "DatasetError",
@@ -83,7 +83,7 @@ def open_split(
     if not (root / "parameters.jsonl").is_file():
         raise DatasetError(
             f"{root}: dataset split not found (no parameters.jsonl). Render it with "
-            "`python -m two4two CONFIG`, or point --dataset_dir/--dataset (train.dataset_dir/"
+            "`python -m two4two CONFIG`, or point `dataset_dir`/`dataset` (train.dataset_dir/"
             "train.dataset) at an existing Two4Two dataset."
         )
     from torchvision.transforms import PILToTensor
@@ -150,7 +150,7 @@ def global_batch_indices(seed: int, step: int, batch_size: int, n: int) -> torch
 def rank_slice(batch_size: int, rank: int, world_size: int) -> slice:
     """This process's slice of a global batch."""
     if batch_size % world_size:
-        raise ValueError(
+        raise ParameterError(
             f"train.batch_size = {batch_size} must be divisible by the number of processes "
             f"({world_size})."
         )

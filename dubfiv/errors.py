@@ -5,12 +5,20 @@ file, a failed check) derives from :class:`DubfivError`, so a caller (and each
 ``dubfiv_*`` command) catches that one class. Subclasses also derive from the
 built-in type that fits (``ValueError``, ``RuntimeError``, ...) so existing
 ``except ValueError`` code keeps working.
+
+Messages name the parameter at fault in backticks (`` `n_rows` must be at least
+1 ``), never a command-line flag: each command maps parameter names to its own
+flags (``dubfiv/cli/_oneline.py``; see ``docs/runs.md``, "Errors").
 """
 
 from __future__ import annotations
 
-__all__ = ["DubfivError"]
+__all__ = ["DubfivError", "ParameterError"]
 
 
 class DubfivError(Exception):
     """Base of every deliberate :mod:`dubfiv` error; its message names the input and the fix."""
+
+
+class ParameterError(DubfivError, ValueError):
+    """A function was given a value it cannot use (the message names the parameter)."""

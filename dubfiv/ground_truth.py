@@ -114,7 +114,7 @@ def _render_hint(root: Path, split: str) -> str:
     return (f"list them under the {split!r} split of the dataset TOML, e.g. "
             f"`interventions = [[\"arm_position\"], [\"obj_color\"], [\"bg_color\"]]` "
             f"(see config/dataset_small.toml), and render with `python -m two4two CONFIG`; "
-            f"or point --dataset_dir/--dataset at a dataset that has them (looked in {root})")
+            f"or point `dataset_dir`/`dataset` at a dataset that has them (looked in {root})")
 
 
 def find_intervention_sets(root: str | os.PathLike, split: str = "test") -> list[InterventionSet]:
@@ -133,7 +133,7 @@ def find_intervention_sets(root: str | os.PathLike, split: str = "test") -> list
     if not (root / split / "parameters.jsonl").is_file():
         raise GroundTruthError(
             f"{root / split}: split not found (no parameters.jsonl); give the dataset with "
-            "--dataset_dir DIR --dataset NAME (the split is DIR/NAME/test)")
+            "`dataset_dir` DIR and `dataset` NAME (the split is DIR/NAME/test)")
     sets = []
     for directory in sorted(root.glob(f"{split}_*")):
         info_path = directory / INTERVENTION_FILE
@@ -347,7 +347,7 @@ def evaluate_run(
     from two4two.pytorch import Two4Two, Two4TwoDatasetError
 
     if n_bootstrap < 1:
-        raise GroundTruthError(f"--n_bootstrap must be >= 1, got {n_bootstrap}")
+        raise GroundTruthError(f"`n_bootstrap` must be >= 1, got {n_bootstrap}")
     run = load_run(run_dir, device=device)
     head = run.head(head_index)
     dataset_dir, dataset = run.dataset_location(dataset_dir, dataset)

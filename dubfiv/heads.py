@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from dubfiv.config import ClassifierConfig, ConfigError, ModelConfig
+from dubfiv.errors import ParameterError
 
 __all__ = ["LinearHead", "build_heads", "check_heads"]
 
@@ -21,7 +22,7 @@ class LinearHead(nn.Module):
     def __init__(self, in_features: int, after_layer: int) -> None:
         super().__init__()
         if in_features < 1:
-            raise ValueError(f"a head needs at least 1 input feature, got {in_features}")
+            raise ParameterError(f"a head needs at least 1 input feature, got {in_features}")
         self.after_layer = after_layer
         self.in_features = in_features
         self.fc = nn.Linear(in_features, 1)

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dubfiv.errors import ParameterError
+
 __all__ = ["bits_per_dim", "gaussian_log_prob", "head_bce", "noisy_labels"]
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -69,7 +71,7 @@ def noisy_labels(
         ``[B]`` float labels.
     """
     if not 0.0 <= label_noise <= 1.0:
-        raise ValueError(f"label_noise must be in [0, 1], got {label_noise}")
+        raise ParameterError(f"`label_noise` must be in [0, 1], got {label_noise}")
     labels = labels.float()
     if label_noise == 0.0:
         return labels

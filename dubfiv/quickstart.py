@@ -111,16 +111,17 @@ def _render(config: QuickstartConfig, log: Callable[[str], None]) -> tuple[Path,
 
 def _existing_run(models: Path, experiment: ExperimentConfig) -> tuple[Path, int] | None:
     """The newest run in ``models`` trained with ``experiment`` and its samples seen."""
+    from dubfiv.checkpoint import CheckpointError, load_checkpoint
     from dubfiv.config import ConfigError
-    from dubfiv.train import CHECKPOINT, EXPERIMENT, CheckpointError, load_checkpoint
+    from dubfiv.rundir import RunPaths
 
     if not models.is_dir():
         return None
     for run in sorted((p for p in models.iterdir() if p.is_dir()), reverse=True):
         try:
-            if load_experiment(run / EXPERIMENT) != experiment:
+            if load_experiment(RunPaths(run).experiment) != experiment:
                 continue
-            state = load_checkpoint(run / CHECKPOINT)
+            state = load_checkpoint(RunPaths(run).checkpoint)
         except (ConfigError, CheckpointError, OSError):
             continue
         return run, int(state.get("samples_seen", 0))
@@ -156,9 +157,10 @@ def _newer(path: Path, *than: Path) -> bool:
 def _ground_truth(config: QuickstartConfig, run_dir: Path, dataset: Path,
                   log: Callable[[str], None]) -> tuple[Path, str]:
     from dubfiv.ground_truth import evaluate_run, write_report
+    from dubfiv.rundir import RunPaths
     from dubfiv.runs import find_checkpoint
 
-    out = run_dir / "ground_truth" / "ground_truth.json"
+    out = RunPaths(run_dir).ground_truth_report
     if _newer(out, find_checkpoint(run_dir)):
         log(f"ground truth: reusing {out}")
         return out, "reused"

@@ -2,19 +2,25 @@
 
 A run directory holds ``models/models.torch`` (a dict with at least
 ``model_state`` and ``classifiers``) and ``models/experiment.toml``
-(``DESIGN.md``, "Runs on disk" and "The paper's released model").
+(``docs/runs.md``; the layout is :mod:`dubfiv.rundir`, the released run
+``docs/released_model.md``).
 
-The model is rebuilt from ``experiment.toml`` when it parses strictly and its
-model matches the weights. Otherwise (the released run's TOML comes from the
-original code) the architecture is inferred from the state dict
-(:func:`dubfiv.flow.model_config_from_state_dict`) and each head's
-``after_layer`` is read from the raw TOML, its width from ``fc.weight``.
+The model is rebuilt from ``experiment.toml`` when it parses strictly -- the
+released TOML's extra keys (:attr:`~dubfiv.released.ReleasedModel.extra_toml_keys`,
+e.g. ``output_dir``) are accepted with a warning naming them -- and its model
+matches the weights. Otherwise (a TOML of the original code in another form)
+the architecture is inferred from the state dict
+(:func:`dubfiv.flow.model_config_from_state_dict`), trying the released input
+size first, and each head's ``after_layer`` is read from the raw TOML, its width
+from ``fc.weight``; a lone head of the released width gets the released position
+(:data:`~dubfiv.released.RELEASED_MODEL`). Loading imports nothing of the trainer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,8 @@ import toml
 import torch
 from torch import nn
 
+from dubfiv import rundir
+from dubfiv.checkpoint import CheckpointError, load_checkpoint
 from dubfiv.config import (
     ClassifierConfig,
     ConfigError,
@@ -30,16 +38,22 @@ from dubfiv.config import (
     from_dict,
     load_experiment,
 )
-from dubfiv.flow import SequentialFlow, build_flow, flow_from_state_dict
+from dubfiv.devices import resolve_device as _resolve_device
+from dubfiv.flow import SequentialFlow, build_flow, flow_from_state_dict, strip_module_prefix
 from dubfiv.flow import model_config_from_state_dict as infer_model_config
 from dubfiv.heads import LinearHead, build_heads, check_heads
-from dubfiv.train.checkpoint import CheckpointError, load_checkpoint
+from dubfiv.released import RELEASED_MODEL
 
-__all__ = ["Run", "RunError", "find_checkpoint", "load_run", "resolve_device"]
+__all__ = ["ReleasedKeysWarning", "Run", "RunError", "find_checkpoint", "load_run",
+           "resolve_device"]
 
 
 class RunError(CheckpointError):
     """A run directory is missing or its files do not describe a model."""
+
+
+class ReleasedKeysWarning(UserWarning):
+    """A run's ``experiment.toml`` has keys of the released run that are ignored."""
 
 
 @dataclasses.dataclass
@@ -98,41 +112,21 @@ class Run:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> CUDA if available, else CPU.
+    """``None`` -> CUDA if available, else CPU (:func:`dubfiv.devices.resolve_device`).
 
     Raises:
         RunError: CUDA was asked for but is not available.
     """
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RunError(f"--device {device}: CUDA is not available here; use --device cpu")
-    return resolved
+    return _resolve_device(device, error=RunError)
 
 
 def find_checkpoint(run_dir: str | os.PathLike) -> Path:
-    """``<run_dir>/models/models.torch`` (or ``<run_dir>/models.torch``).
+    """The run's checkpoint (:func:`dubfiv.rundir.find_checkpoint`).
 
     Raises:
         RunError: the directory or the checkpoint is missing (the message names the path).
     """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: run directory not found.")
-    for candidate in (run_dir / "models" / "models.torch", run_dir / "models.torch"):
-        if candidate.is_file():
-            return candidate
-    raise RunError(
-        f"{run_dir / 'models' / 'models.torch'}: checkpoint not found; is {run_dir} a run "
-        "directory written by dubfiv_train (or the paper's released model)?"
-    )
-
-
-def _strip_module(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    if state and all(key.startswith("module.") for key in state):
-        return {key[len("module."):]: value for key, value in state.items()}
-    return dict(state)
+    return rundir.find_checkpoint(run_dir, error=RunError)
 
 
 def _walk_dicts(value: Any) -> Iterator[Mapping[str, Any]]:
@@ -154,19 +148,15 @@ def _find_int(raw: Mapping[str, Any], names: tuple[str, ...]) -> int | None:
     return None
 
 
-RELEASED_HEAD = (641, 768)
-"""``(after_layer, in_features)`` of the released model's head (``DESIGN.md``): assumed when
-a run's TOML names no ``after_layer`` and its checkpoint has one head of that width."""
-
-
 def _heads_from_raw(
     raw: Mapping[str, Any], head_states: list[Mapping[str, torch.Tensor]], where: Path
 ) -> list[ClassifierConfig]:
     tables = [t for t in _walk_dicts(raw) if isinstance(t.get("after_layer"), int)]
     if not tables and len(head_states) == 1 and "fc.weight" in head_states[0] \
-            and int(head_states[0]["fc.weight"].shape[1]) == RELEASED_HEAD[1]:
-        # the released run's one head (DESIGN.md); check_heads verifies the layer's width
-        tables = [{"after_layer": RELEASED_HEAD[0], "label": "obj_name"}]
+            and int(head_states[0]["fc.weight"].shape[1]) == RELEASED_MODEL.head_in_features:
+        # the released run's one head; check_heads verifies the layer's width
+        tables = [{"after_layer": RELEASED_MODEL.head_after_layer,
+                   "label": RELEASED_MODEL.head_label}]
     if len(tables) != len(head_states):
         raise RunError(
             f"{where}: found {len(tables)} tables with 'after_layer' but the checkpoint has "
@@ -192,8 +182,9 @@ def _read_raw(path: Path) -> dict[str, Any]:
         return {}
 
 
-CANDIDATE_SIZES = (128, 64, 256, 32, 16, 512, 8)
-"""Input sizes tried, in order, when a released TOML does not state ``image_size``."""
+CANDIDATE_SIZES = tuple(dict.fromkeys((RELEASED_MODEL.image_size, 64, 128, 256, 32, 16, 512, 8)))
+"""Input sizes tried, in order, when a TOML of the original code does not state
+``image_size``: the released model's first."""
 
 
 def _infer_experiment(
@@ -207,12 +198,12 @@ def _infer_experiment(
     """Architecture from the weights, heads from the raw TOML; the input size from the
     TOML (``image_size``) or else the first candidate size at which every head's layer
     has as many features as its ``fc.weight``."""
-    in_channels = 3  # RGB; the raw TOML's `in_channels` is the head's input width
+    in_channels = RELEASED_MODEL.in_channels  # the raw TOML's `in_channels` is a head's width
     stated = _find_int(raw, ("image_size", "img_size"))
     classifiers = _heads_from_raw(raw, head_states, toml_path)
     if not any(isinstance(t.get("after_layer"), int) for t in _walk_dicts(raw)):
-        reasons = [*reasons, f"after_layer {RELEASED_HEAD[0]} assumed (the released model's "
-                   "head), as the TOML names none"]
+        reasons = [*reasons, f"after_layer {RELEASED_MODEL.head_after_layer} assumed (the "
+                   "released model's head), as the TOML names none"]
     errors = []
     for size in (stated,) if stated else CANDIDATE_SIZES:
         try:
@@ -228,6 +219,23 @@ def _infer_experiment(
                    + "; ".join(errors + reasons) + ")")
 
 
+def _load_toml(toml_path: Path, raw: Mapping[str, Any]) -> tuple[ExperimentConfig, list[str]]:
+    """The experiment of ``toml_path``, strictly parsed except for the released run's extra
+    top-level keys (returned; a :class:`ReleasedKeysWarning` names them).
+
+    Raises:
+        ConfigError: the TOML is missing or invalid, or has any other unknown key.
+    """
+    ignored = sorted(key for key in raw if key in RELEASED_MODEL.extra_toml_keys)
+    if not ignored:
+        return load_experiment(toml_path), []
+    experiment = from_dict(ExperimentConfig, {k: v for k, v in raw.items() if k not in ignored},
+                           source=str(toml_path))
+    warnings.warn(f"{toml_path}: ignoring the released run's key(s) {', '.join(ignored)} "
+                  "(not part of our experiment config)", ReleasedKeysWarning, stacklevel=3)
+    return experiment, ignored
+
+
 def load_run(run_dir: str | os.PathLike, device: str | torch.device | None = None) -> Run:
     """Load a run directory (ours or the paper's released layout) onto ``device``.
 
@@ -240,16 +248,18 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device | None = Non
     state = load_checkpoint(path, map_location="cpu")
     if not isinstance(state.get("model_state"), Mapping):
         raise RunError(f"{path}: no 'model_state' in the checkpoint (keys: {sorted(state)}).")
-    model_state = _strip_module(state["model_state"])
-    head_states = [_strip_module(h) for h in state.get("classifiers") or []]
-    toml_path = path.parent / "experiment.toml"
+    model_state = strip_module_prefix(state["model_state"])
+    head_states = [strip_module_prefix(h) for h in state.get("classifiers") or []]
+    toml_path = rundir.experiment_beside(path)
     raw = _read_raw(toml_path)
 
     experiment: ExperimentConfig | None = None
     source = "experiment.toml"
     reasons = []
     try:
-        experiment = load_experiment(toml_path)
+        experiment, ignored = _load_toml(toml_path, raw)
+        if ignored:
+            source = f"experiment.toml (released keys ignored: {', '.join(ignored)})"
     except ConfigError as error:
         reasons.append(str(error))
         if isinstance(state.get("experiment"), Mapping):

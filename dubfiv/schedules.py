@@ -22,6 +22,7 @@ from collections.abc import Iterable
 import torch
 
 from dubfiv.config import OptimizerConfig, ScheduleConfig
+from dubfiv.errors import ParameterError
 
 __all__ = [
     "SCHEDULES",
@@ -36,7 +37,7 @@ __all__ = [
 
 def _fraction(s: float, n: float) -> float:
     if n <= 0:
-        raise ValueError(f"total samples must be positive, got {n}")
+        raise ParameterError(f"total samples must be positive, got {n}")
     return min(max(s, 0.0), n) / n
 
 
@@ -75,7 +76,7 @@ def learning_rate(schedule: ScheduleConfig, lr: float, s: float, n: float) -> fl
         return fade_in_cosine(lr, s, n, schedule.fade_in_steps)
     if schedule.name == "hill":
         return hill(lr, s, n)
-    raise ValueError(f"unknown schedule {schedule.name!r}; known: {', '.join(SCHEDULES)}")
+    raise ParameterError(f"unknown schedule {schedule.name!r}; known: {', '.join(SCHEDULES)}")
 
 
 def set_learning_rate(

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from dubfiv.errors import ParameterError
+
 __all__ = [
     "Estimate",
     "LinearFit",
@@ -208,16 +210,16 @@ def bootstrap(
     """
     arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
     if not arrays:
-        raise ValueError("bootstrap needs at least one array")
+        raise ParameterError("bootstrap needs at least one array")
     n = arrays[0].shape[0] if arrays[0].ndim else 0
     shapes = {a.shape for a in arrays}
     if n == 0 or len(shapes) != 1 or arrays[0].ndim not in (1, 2):
-        raise ValueError(f"bootstrap needs non-empty arrays of one shape [n] or [n, m]; "
+        raise ParameterError(f"bootstrap needs non-empty arrays of one shape [n] or [n, m]; "
                          f"got {sorted(shapes)}")
     if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+        raise ParameterError(f"`level` must be in (0, 1), got {level}")
     if n_bootstrap < 1:
-        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+        raise ParameterError(f"`n_bootstrap` must be >= 1, got {n_bootstrap}")
     clustered = arrays[0].ndim == 2
     value = float(statistic(*[_flatten_clusters(a, clustered) for a in arrays]))
     indices = bootstrap_indices(n, n_bootstrap, seed)

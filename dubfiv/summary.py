@@ -17,6 +17,7 @@ import torch
 from dubfiv.config import ExperimentConfig, FadeOutAndPool, load_experiment
 from dubfiv.flow import FINAL_GROUP, LayerInfo, build_flow, describe_layers
 from dubfiv.heads import check_heads
+from dubfiv.rundir import RunPaths
 
 __all__ = ["experiment_of", "format_layers", "format_summary", "layer_table", "summarize"]
 
@@ -33,7 +34,7 @@ def experiment_of(config_or_run_dir: str | os.PathLike) -> tuple[ExperimentConfi
         from dubfiv.config import ConfigError
 
         try:
-            return load_experiment(path / "models" / "experiment.toml"), str(path)
+            return load_experiment(RunPaths(path).experiment), str(path)
         except ConfigError:
             from dubfiv.runs import load_run
 

@@ -1,12 +1,20 @@
-"""Shared pieces of the command-line tools: one-line errors and exit codes."""
+"""Shared pieces of the command-line tools: one-line errors, flag names and exit codes.
+
+Library messages name the parameter at fault in backticks (`` `dataset_dir` ``,
+see ``docs/runs.md``, "Errors"); a command words them with its own flags:
+:func:`flags_of` maps each parameter to the flag that sets it, and :func:`fail`
+rewrites the message with that map before printing it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from collections.abc import Mapping
 from typing import NoReturn
 
-__all__ = ["OneLineParser", "fail", "user_errors"]
+__all__ = ["OneLineParser", "fail", "flags_of", "in_flags", "user_errors"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -17,19 +25,50 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def fail(prog: str, error: BaseException | str, status: int = 1) -> int:
-    """Print ``<prog>: error: <message>`` on one line to stderr; return ``status``."""
-    text = " ".join(str(error).split("\n"))
+_PARAMETER = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
+
+
+def flags_of(parser: argparse.ArgumentParser, **renames: str) -> dict[str, str]:
+    """Parameter name -> flag of a command.
+
+    Every option maps its ``dest`` to its long flag (the one spelled like the
+    ``dest`` where there are several); ``renames`` add or override entries where
+    the library's parameter is called otherwise (``run_dir="--model"``).
+    """
+    flags: dict[str, str] = {}
+    for action in parser._actions:
+        longs = [s for s in action.option_strings if s.startswith("--")]
+        if longs and action.dest != "help":
+            flags[action.dest] = next((s for s in longs if s[2:] == action.dest), longs[0])
+    return {**flags, **renames}
+
+
+def in_flags(text: str, flags: Mapping[str, str] | None) -> str:
+    """``text`` with each backticked parameter that ``flags`` knows replaced by its flag."""
+    if not flags:
+        return text
+    return _PARAMETER.sub(lambda m: flags.get(m.group(1), m.group(0)), text)
+
+
+def fail(prog: str, error: BaseException | str, status: int = 1,
+         flags: Mapping[str, str] | None = None) -> int:
+    """Print ``<prog>: error: <message>`` on one line to stderr; return ``status``.
+
+    ``flags`` (from :func:`flags_of`) words the library's parameter names as flags.
+    """
+    text = in_flags(" ".join(str(error).split("\n")), flags)
     print(f"{prog}: error: {text}", file=sys.stderr)
     return status
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean bad input (printed as one line, no traceback)."""
-    from dubfiv.config import ConfigError
-    from dubfiv.data import DatasetError
-    from dubfiv.train.checkpoint import CheckpointError
-    from dubfiv.train.errors import TrainingError
-    from two4two.pytorch import Two4TwoDatasetError
+    """The two error bases, :class:`~dubfiv.errors.DubfivError` and
+    :class:`~two4two.errors.Two4TwoError` (imported when called).
 
-    return (ConfigError, DatasetError, TrainingError, CheckpointError, Two4TwoDatasetError)
+    Deprecated: commands catch the bases themselves; only callers outside
+    ``dubfiv/cli`` that have not moved yet use this.
+    """
+    from dubfiv.errors import DubfivError
+    from two4two.errors import Two4TwoError
+
+    return (DubfivError, Two4TwoError)

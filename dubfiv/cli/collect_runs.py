@@ -3,11 +3,17 @@ lines that process each run (see :mod:`dubfiv.workflow.collect_runs`)."""
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dubfiv.cli._oneline import OneLineParser, fail
+from dubfiv.cli._oneline import OneLineParser, fail, flags_of, in_flags
+
+if TYPE_CHECKING:
+    from dubfiv.workflow.collect_runs import RunRecord
 
 PROG = "dubfiv_collect_runs"
 
@@ -48,33 +54,55 @@ def build_parser() -> OneLineParser:
     return parser
 
 
+def ground_truth_command(record: RunRecord, dataset_dir: str | None = None) -> str:
+    """``dubfiv_ground_truth --model RUN --dataset_dir DIR --dataset NAME`` for a run
+    (the run's ``train.dataset_dir`` unless ``dataset_dir`` is given)."""
+    from dubfiv.workflow.collect_runs import run_setting
+
+    parts = ["dubfiv_ground_truth", "--model", str(record.path)]
+    folder = dataset_dir or run_setting(record, "dataset_dir")
+    name = run_setting(record, "dataset")
+    if folder:
+        parts += ["--dataset_dir", folder]
+    if name:
+        parts += ["--dataset", name]
+    return shlex.join(parts)
+
+
+def export_command(record: RunRecord, output_base: str | os.PathLike) -> str:
+    """``dubfiv_export_user_study --model RUN --output <output_base>/<run name>``."""
+    return shlex.join(["dubfiv_export_user_study", "--model", str(record.path), "--output",
+                       str(Path(output_base) / record.path.name)])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (1 if no run could be read)."""
-    args = build_parser().parse_args(argv)
-    from dubfiv.workflow import WorkflowError
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from dubfiv.errors import DubfivError
     from dubfiv.workflow.collect_runs import (
         GROUND_TRUTH_FILE,
         collect,
-        export_command,
         format_summary,
-        ground_truth_command,
         write_csv,
     )
 
+    flags = flags_of(parser, paths="RUN_DIR_OR_PARENT")
     records = collect(args.paths, verify=args.verify, evaluate=args.evaluate,
                       dataset_dir=args.dataset_dir, device=args.device)
     if args.csv:
         try:
             write_csv(records, args.csv)
-        except (WorkflowError, OSError) as error:
-            return fail(PROG, f"--csv {args.csv}: {error}")
+        except (DubfivError, OSError) as error:
+            return fail(PROG, f"--csv {args.csv}: {error}", flags=flags)
         print(f"wrote {args.csv}", file=sys.stderr)
     if args.command is None:
-        print(format_summary(records))
+        print(in_flags(format_summary(records), flags))
     else:
         for record in records:
             if not record.ok:
-                print(f"# skipped {record.path}: {record.error}", file=sys.stderr)
+                print(f"# skipped {record.path}: {in_flags(str(record.error), flags)}",
+                      file=sys.stderr)
             elif args.command == "ground_truth":
                 if not (args.only_missing and (record.path / GROUND_TRUTH_FILE).is_file()):
                     print(ground_truth_command(record, args.dataset_dir))

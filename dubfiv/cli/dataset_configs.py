@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from dubfiv.cli._oneline import OneLineParser, fail
+from dubfiv.cli._oneline import OneLineParser, fail, flags_of
 
 PROG = "dubfiv_dataset_configs"
 
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from dubfiv.workflow import WorkflowError
+    from dubfiv.errors import DubfivError
     from dubfiv.workflow.dataset_configs import (
         build_variants,
         describe_generators,
@@ -71,8 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   args.grid_file, args.data_dir)
         if not args.dry_run:
             write_variants(variants, force=args.force)
-    except (WorkflowError, OSError) as error:
-        return fail(PROG, error)
+    except (DubfivError, OSError) as error:
+        return fail(PROG, error, flags=flags_of(parser, base_config="--config",
+                                                 grid_args="--grid"))
     verb = "would write" if args.dry_run else "wrote"
     print(f"{verb} {len(variants)} dataset configs:", file=sys.stderr)
     for variant in variants:

@@ -12,9 +12,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dubfiv.cli._oneline import OneLineParser, fail, user_errors
+from dubfiv.cli._oneline import OneLineParser, fail, flags_of, in_flags
 
 PROG = "dubfiv_generate_figures"
+
+
+def _flags(parser: OneLineParser) -> dict[str, str]:
+    """Parameter -> flag (:func:`~dubfiv.cli._oneline.flags_of`) of this command."""
+    return flags_of(parser, run_dir="--model", output_dir="--output", figures="--only")
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -81,9 +86,11 @@ def build_parser() -> OneLineParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dubfiv_generate_figures``; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    from dubfiv.analysis import AnalysisError
-    from dubfiv.workflow.figures import FigureError, FigureOptions, generate_figures
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from dubfiv.errors import DubfivError
+    from dubfiv.workflow.figures import FigureOptions, generate_figures
+    from two4two.errors import Two4TwoError
 
     options = FigureOptions(
         figures=args.only, formats=args.formats, device=args.device,
@@ -94,14 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         supervised_analysis=args.supervised_analysis, progress=not args.quiet)
     try:
         outcomes = generate_figures(args.model, args.output, options)
-    except (FigureError, AnalysisError, OSError, *user_errors()) as error:
-        return fail(PROG, error)
+    except (DubfivError, Two4TwoError, OSError) as error:
+        return fail(PROG, error, flags=_flags(parser))
+    flags = _flags(parser)
     width = max(len(o.name) for o in outcomes)
     for outcome in outcomes:
         if outcome.written:
             print(f"{outcome.name:<{width}}  " + "  ".join(str(f) for f in outcome.files))
         else:
-            print(f"{outcome.name:<{width}}  skipped: {outcome.note}")
+            print(f"{outcome.name:<{width}}  skipped: {in_flags(outcome.note, flags)}")
     if not any(o.written for o in outcomes):
         return fail(PROG, "no figure could be drawn (see the notes above)")
     return 0

@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from dubfiv.cli._oneline import OneLineParser, fail, user_errors
+from dubfiv.cli._oneline import OneLineParser, fail, flags_of
 
 PROG = "dubfiv_model_summary"
 
@@ -29,14 +29,16 @@ def build_parser() -> OneLineParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from dubfiv.errors import DubfivError
     from dubfiv.summary import experiment_of, format_summary, summarize
 
     try:
         experiment, source = experiment_of(args.source)
         summary = summarize(experiment, args.image_size)
-    except user_errors() as error:
-        return fail(PROG, error)
+    except DubfivError as error:
+        return fail(PROG, error, flags=flags_of(parser, config_or_run_dir="CONFIG_OR_RUN_DIR"))
     print(json.dumps(summary) if args.json else format_summary(summary, source))
     return 0
 

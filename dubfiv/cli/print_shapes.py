@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from dubfiv.cli._oneline import OneLineParser, fail, user_errors
+from dubfiv.cli._oneline import OneLineParser, fail, flags_of
 
 PROG = "dubfiv_print_shapes"
 
@@ -28,14 +28,16 @@ def build_parser() -> OneLineParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from dubfiv.errors import DubfivError
     from dubfiv.summary import experiment_of, format_layers, layer_table
 
     try:
         experiment, _ = experiment_of(args.source)
         rows = layer_table(experiment, args.image_size)
-    except user_errors() as error:
-        return fail(PROG, error)
+    except DubfivError as error:
+        return fail(PROG, error, flags=flags_of(parser, config_or_run_dir="CONFIG_OR_RUN_DIR"))
     print(json.dumps(rows) if args.json else format_layers(rows))
     return 0
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dubfiv.cli._oneline import OneLineParser, fail, user_errors
+from dubfiv.cli._oneline import OneLineParser, fail, flags_of
 
 if TYPE_CHECKING:
     from dubfiv.quickstart import QuickstartResult
@@ -73,13 +73,11 @@ def _report(result: QuickstartResult) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dubfiv_quickstart``; returns the exit status."""
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    from dubfiv.ground_truth import GroundTruthError
-    from dubfiv.quickstart import QuickstartConfig, QuickstartError, run_quickstart
-    from dubfiv.study.export import ExportError
-    from two4two.blender import RenderError
-    from two4two.dataset import DatasetError
-    from two4two.dataset_config import DatasetConfigError
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    from dubfiv.errors import DubfivError
+    from dubfiv.quickstart import QuickstartConfig, run_quickstart
+    from two4two.errors import Two4TwoError
 
     if args.train_samples is not None and args.train_samples < 1:
         return fail(PROG, "--train_samples must be a positive number of samples", 2)
@@ -89,12 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_samples=args.train_samples, image_base_url=args.image_base_url,
         seed=args.seed, progress=not args.quiet,
     )
-    errors = (*user_errors(), QuickstartError, ExportError, GroundTruthError, RenderError,
-              DatasetError, DatasetConfigError)
     try:
         result = run_quickstart(config, log=(lambda _: None) if args.quiet else print)
-    except errors as error:
-        return fail(PROG, error)
+    except (DubfivError, Two4TwoError) as error:
+        return fail(PROG, error, flags=flags_of(parser))
     except KeyboardInterrupt:
         return fail(PROG, "interrupted; run the same command again to continue", 130)
     print(_report(result))

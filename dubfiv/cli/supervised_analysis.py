@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dubfiv.cli._oneline import OneLineParser, fail, user_errors
+from dubfiv.cli._oneline import OneLineParser, fail, flags_of
 
 PROG = "dubfiv_supervised_analysis"
 
@@ -57,10 +57,12 @@ def build_parser() -> OneLineParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dubfiv_supervised_analysis``; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    from dubfiv.runs import RunError
-    from dubfiv.supervised import SupervisedError
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from dubfiv.errors import DubfivError
+    from dubfiv.rundir import RunPaths
     from dubfiv.supervised.analysis import run_analysis, write_analysis
+    from two4two.errors import Two4TwoError
 
     try:
         report, readout = run_analysis(
@@ -69,10 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_steps=args.n_steps, p_hi=args.p_hi, head_index=args.head, device=args.device,
             seed=args.seed, batch_size=args.batch_size, n_bootstrap=args.n_bootstrap,
             progress=not args.quiet)
-        output = Path(args.output) if args.output else Path(args.model) / "supervised_analysis"
+        output = (Path(args.output) if args.output
+                  else RunPaths(args.model).supervised_analysis)
         json_path, png_path = write_analysis(report, readout, output)
-    except (SupervisedError, RunError, ValueError, *user_errors()) as error:
-        return fail(PROG, error)
+    except (DubfivError, Two4TwoError) as error:
+        return fail(PROG, error, flags=flags_of(parser, run_dir="--model", head_index="--head",
+                                                 output_dir="--output"))
     print(f"{'attribute':<20} {'slope/logit':>12} {'slope/std':>10} {'R^2':>6} {'r':>6}")
     for name in report["ranking_by_abs_correlation"]:
         r = report["attributes"][name]

@@ -16,7 +16,7 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
-from dubfiv.cli._oneline import OneLineParser, fail, user_errors
+from dubfiv.cli._oneline import OneLineParser, fail, flags_of
 
 PROG = "dubfiv_train"
 
@@ -82,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check(args, parser)
     from dubfiv import config as cfg
+    from dubfiv.errors import DubfivError
     from dubfiv.train import resume, train
+    from two4two.errors import Two4TwoError
 
     try:
         if args.resume:
@@ -106,8 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_dir = train(experiment, args.output_base_dir, device=args.device, amp=args.amp,
                             stop_after_samples=args.stop_after_samples, config_files=files,
                             progress=not args.quiet)
-    except user_errors() as error:
-        return fail(PROG, error)
+    except (DubfivError, Two4TwoError) as error:
+        return fail(PROG, error, flags=flags_of(parser, run_dir="--resume"))
     except KeyboardInterrupt:
         return fail(PROG, "interrupted; continue from the last checkpoint with --resume RUN_DIR",
                     130)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from dubfiv.cli._oneline import OneLineParser, fail
+from dubfiv.cli._oneline import OneLineParser, fail, flags_of
 
 PROG = "dubfiv_two4two_merge"
 
@@ -46,16 +46,18 @@ def build_parser() -> OneLineParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    from dubfiv.workflow import WorkflowError
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from dubfiv.errors import DubfivError
     from dubfiv.workflow.merge import merge_datasets
+    from two4two.errors import Two4TwoError
 
     try:
         report = merge_datasets(args.destination, args.datasets, mode=args.mode,
                                 force=args.force, archive=args.tar, strict=args.strict,
                                 progress=not args.quiet)
-    except (WorkflowError, OSError) as error:
-        return fail(PROG, error)
+    except (DubfivError, Two4TwoError, OSError) as error:
+        return fail(PROG, error, flags=flags_of(parser, sources="--datasets", archive="--tar"))
     for name, parts in report.splits.items():
         total = sum(n for _, n in parts)
         sources = ", ".join(f"{root} ({n})" for root, n in parts)

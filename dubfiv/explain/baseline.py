@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from dubfiv.errors import DubfivError
+from dubfiv.errors import DubfivError, ParameterError
 from dubfiv.explain.bins import LogitBins
 from dubfiv.explain.figures import image_grid
 from dubfiv.explain.records import save_png, write_json
@@ -53,7 +53,7 @@ def draw_binned_grid(
             gives every bin's count and the fixes).
     """
     if n_rows < 1:
-        raise ValueError(f"n_rows must be at least 1, got {n_rows}")
+        raise ParameterError(f"`n_rows` must be at least 1, got {n_rows}")
     assigned = bins.assign(logits)
     counts = np.bincount(assigned, minlength=len(bins))
     if (counts < n_rows).any():

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dubfiv.errors import ParameterError
+
 __all__ = [
     "BASELINE_PERCENTILES",
     "INTERPOLATION_P_HI_CHOICES",
@@ -87,8 +89,8 @@ def logit_bins(
         ValueError: no logits, non-finite logits, or percentiles out of order.
     """
     if not 0 < p_lo < p_hi <= 100:
-        raise ValueError(f"percentiles must satisfy 0 < p_lo < p_hi <= 100, got p_lo={p_lo}, "
-                         f"p_hi={p_hi}")
+        raise ParameterError(f"percentiles must satisfy 0 < `p_lo` < `p_hi` <= 100, got "
+                             f"p_lo={p_lo}, p_hi={p_hi}")
     values = np.asarray(torch.as_tensor(logits).detach().cpu(), dtype=np.float64).reshape(-1)
     if values.size == 0:
         raise ValueError("cannot compute logit bins from an empty set of logits")

@@ -34,6 +34,7 @@ from dubfiv.explain.precision import full_precision
 from dubfiv.files import atomic_write
 from dubfiv.flow import SequentialFlow
 from dubfiv.heads import LinearHead
+from dubfiv.rundir import ANALYSIS_CACHE
 
 __all__ = [
     "CACHE_DIRNAME",
@@ -46,7 +47,8 @@ __all__ = [
     "sample_indices",
 ]
 
-CACHE_DIRNAME = "analysis_cache"
+CACHE_DIRNAME = str(ANALYSIS_CACHE)
+"""The cache folder's name inside a run folder (:data:`dubfiv.rundir.ANALYSIS_CACHE`)."""
 CACHE_FORMAT = 1
 _MIB = 1 << 20
 

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from dubfiv.errors import ParameterError
 from dubfiv.explain.precision import full_precision
 from dubfiv.flow import LayerInfo, SequentialFlow
 from dubfiv.heads import LinearHead
@@ -70,9 +71,9 @@ def concept_layer(infos: Sequence[LayerInfo], head_layer: int, resolution: int =
     matching = [info.index for info in convs if info.output_shape[1:] == (resolution, resolution)]
     if not matching:
         sizes = sorted({info.output_shape[1] for info in convs})
-        raise ValueError(
+        raise ParameterError(
             f"no 1x1 convolution at {resolution}x{resolution} before the head's layer "
-            f"{head_layer}; resolutions available: {sizes}. Pass resolution= or layer=."
+            f"{head_layer}; resolutions available: {sizes}. Pass `resolution` or `layer`."
         )
     return max(matching)
 
@@ -93,7 +94,7 @@ def collect_activations(
         ``(A [N, C, h, w] float32 on the CPU, logits [N] float64 or None)``.
     """
     if not 0 <= layer < head.after_layer:
-        raise ValueError(f"concept layer {layer} must come before the head's layer "
+        raise ParameterError(f"concept `layer` {layer} must come before the head's layer "
                          f"{head.after_layer}")
     param = next(flow.parameters())
     end = head.after_layer + 1 if with_logits else layer + 1
@@ -183,7 +184,7 @@ def fit_concepts(
     samples = to_samples(acts)
     c = samples.shape[1]
     if not 1 <= n_concepts <= c:
-        raise ValueError(f"n_concepts must be between 1 and the layer's {c} channels, "
+        raise ParameterError(f"`n_concepts` must be between 1 and the layer's {c} channels, "
                          f"got {n_concepts}")
     rng = np.random.default_rng(seed)
     if len(samples) > max_positions:
@@ -198,7 +199,7 @@ def fit_concepts(
                             model, sign, {"explained_variance_ratio":
                                           model.explained_variance_ratio_.tolist()})
     if method != "nmf":
-        raise ValueError(f"unknown concept method {method!r}; use 'pca' or 'nmf'")
+        raise ParameterError(f"unknown concept `method` {method!r}; use 'pca' or 'nmf'")
     model = NMF(n_components=n_concepts, init="nndsvda", max_iter=max_iter, random_state=seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from dubfiv.errors import ParameterError
 from dubfiv.explain.baseline import label_name
 from dubfiv.explain.bins import LogitBins
 from dubfiv.explain.counterfactual import counterfactuals
@@ -47,7 +48,8 @@ def select_rows(
     """
     logits = np.asarray(torch.as_tensor(logits).detach().cpu(), dtype=np.float64)
     if not 1 <= n_rows <= len(logits):
-        raise ValueError(f"n_rows must be between 1 and the {len(logits)} images, got {n_rows}")
+        raise ParameterError(f"`n_rows` must be between 1 and the {len(logits)} images, "
+                             f"got {n_rows}")
     rng = np.random.default_rng(seed)
     assigned = bins.assign(logits)
     pools = [list(rng.permutation(np.flatnonzero(assigned == k))) for k in range(len(bins))]

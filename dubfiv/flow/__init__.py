@@ -4,8 +4,9 @@ Public API::
 
     FlowLayer, ActNorm, InvConv1x1, AffineCoupling, CouplingNet, SpaceToDepth, Split
     SequentialFlow, FlowOutput, FINAL_KEY
-    build_flow, describe_layers, plan_layers, LayerInfo, FINAL_GROUP
-    flow_from_state_dict, infer_layers, model_config_from_state_dict, StateDictLayoutError
+    build_flow, describe_layers, plan_layers, layer_shapes, LayerInfo, FINAL_GROUP
+    flow_from_state_dict, infer_layers, model_config_from_state_dict, StateDictLayoutError,
+    strip_module_prefix
 """
 
 from dubfiv.flow.actnorm import ActNorm
@@ -16,6 +17,7 @@ from dubfiv.flow.builder import (
     build_flow,
     build_layer,
     describe_layers,
+    layer_shapes,
     plan_layers,
 )
 from dubfiv.flow.coupling import AffineCoupling, CouplingNet, affine_scale
@@ -24,6 +26,7 @@ from dubfiv.flow.infer import (
     flow_from_state_dict,
     infer_layers,
     model_config_from_state_dict,
+    strip_module_prefix,
 )
 from dubfiv.flow.invconv import InvConv1x1
 from dubfiv.flow.reshape import SpaceToDepth, Split, split_channels
@@ -50,7 +53,9 @@ __all__ = [
     "describe_layers",
     "flow_from_state_dict",
     "infer_layers",
+    "layer_shapes",
     "model_config_from_state_dict",
     "plan_layers",
     "split_channels",
+    "strip_module_prefix",
 ]

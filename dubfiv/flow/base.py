@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -16,8 +18,10 @@ class FlowLayer(nn.Module):
 
     Subclasses implement ``forward`` (returning the output and the per-sample
     log-determinant) and ``inverse``. Layers with data-dependent initialisation
-    override :meth:`data_init`; layers that change the shape override
-    :meth:`output_shape`.
+    override :meth:`data_init`. A layer states its output shape in one place,
+    :meth:`shape_rule` (layers that change the shape override it and
+    :meth:`shape_options`); :meth:`output_shape`, the model builder's plan and the
+    state-dict inference all ask it (``docs/flow.md``, "Shapes").
     """
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
@@ -37,9 +41,24 @@ class FlowLayer(nn.Module):
     def data_init(self, x: Tensor) -> None:
         """Data-dependent initialisation on the layer's input ``x`` (default: none)."""
 
+    @classmethod
+    def shape_rule(cls, input_shape: Shape, **options: Any) -> Shape:
+        """Per-sample output shape ``(C, H, W)`` of a layer of this class built with
+        ``options`` (its constructor arguments besides the channel count, as in
+        ``LayerInfo.options``), without building it. Default: unchanged.
+
+        Raises:
+            ValueError: the layer cannot take ``input_shape``.
+        """
+        return (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
+
+    def shape_options(self) -> dict[str, Any]:
+        """The options :meth:`shape_rule` needs for this layer (default: none)."""
+        return {}
+
     def output_shape(self, input_shape: Shape) -> Shape:
-        """Per-sample output shape ``(C, H, W)`` for an input shape (default: unchanged)."""
-        return tuple(input_shape)  # type: ignore[return-value]
+        """Per-sample output shape ``(C, H, W)`` of this layer for an input shape."""
+        return self.shape_rule(input_shape, **self.shape_options())
 
 
 def logdet_dtype(x: Tensor) -> torch.dtype:

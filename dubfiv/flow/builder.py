@@ -1,13 +1,15 @@
 """Build a :class:`SequentialFlow` from a :class:`~dubfiv.config.ModelConfig`.
 
-Layer order (``DESIGN.md``), for each configured layer group in turn:
+Layer order (``docs/flow.md``), for each configured layer group in turn:
 
 * ``fade_out_and_pool``: a ``Split`` layer unless ``channels_to_keep ==
   "no_fade_out"``, then a ``SpaceToDepth`` layer unless ``pool == 1``;
 * ``flow_blocks``: ``n_blocks`` x (``ActNorm``, ``InvConv1x1``, ``AffineCoupling``);
 
-then a final ``ActNorm`` and a final ``InvConv1x1``. :func:`plan_layers` does
-this arithmetic without building anything; :func:`build_flow` instantiates it.
+then a final ``ActNorm`` and a final ``InvConv1x1``. :func:`plan_layers` lists
+the layers without building anything, each layer's shape from its class's
+:meth:`~dubfiv.flow.FlowLayer.shape_rule` (:func:`layer_shapes`);
+:func:`build_flow` instantiates the plan.
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ from dubfiv.flow.actnorm import ActNorm
 from dubfiv.flow.base import Shape
 from dubfiv.flow.coupling import AffineCoupling
 from dubfiv.flow.invconv import InvConv1x1
-from dubfiv.flow.reshape import SpaceToDepth, Split, split_channels
+from dubfiv.flow.reshape import SpaceToDepth, Split
 from dubfiv.flow.sequential import SequentialFlow
 
-__all__ = ["FINAL_GROUP", "LayerInfo", "build_flow", "build_layer", "describe_layers",
-           "plan_layers"]
+__all__ = ["FINAL_GROUP", "LAYER_TYPES", "LayerInfo", "build_flow", "build_layer",
+           "describe_layers", "layer_shapes", "plan_layers"]
+
+LAYER_TYPES: dict[str, type[nn.Module]] = {
+    cls.__name__: cls for cls in (Split, SpaceToDepth, ActNorm, InvConv1x1, AffineCoupling)}
+"""The layer classes by ``LayerInfo.kind``."""
 
 FINAL_GROUP = -1
 """``LayerInfo.group`` of the final ActNorm and 1x1 conv (not from a config group)."""
@@ -64,6 +70,20 @@ class LayerInfo:
         return c * h * w
 
 
+def layer_shapes(kind: str, input_shape: Shape,
+                 options: dict[str, Any]) -> tuple[Shape, Shape | None]:
+    """``(output shape, latent shape or None)`` of a layer of ``kind`` built with ``options``,
+    as its class states them (no layer is built).
+
+    Raises:
+        KeyError: unknown ``kind``; ValueError: the layer cannot take ``input_shape``.
+    """
+    cls = LAYER_TYPES[kind]
+    out = cls.shape_rule(input_shape, **options)  # type: ignore[attr-defined]
+    latent = cls.latent_rule(input_shape, **options) if cls is Split else None
+    return out, latent
+
+
 def _error(group: int, message: str) -> ConfigError:
     return ConfigError(f"model config: key 'layers[{group}]': {message}")
 
@@ -83,42 +103,39 @@ def plan_layers(model: ModelConfig) -> list[LayerInfo]:
     shape: Shape = (model.in_channels, model.image_size, model.image_size)
     infos: list[LayerInfo] = []
 
-    def add(kind: str, out: Shape, group: int, latent: Shape | None = None, **options: Any) -> None:
+    def add(kind: str, group: int, **options: Any) -> None:
+        nonlocal shape
+        out, latent = layer_shapes(kind, shape, options)
         infos.append(LayerInfo(len(infos), kind, out, group, shape, latent, options))
+        shape = out
 
     for g, group in enumerate(model.layers):
-        c, h, w = shape
         if isinstance(group, FadeOutAndPool):
             if group.channels_to_keep != "no_fade_out":
                 try:
-                    keep = split_channels(c, group.channels_to_keep)  # type: ignore[arg-type]
+                    add("Split", g, channels_to_keep=group.channels_to_keep)
                 except ValueError as error:
                     raise _error(g, f"channels_to_keep: {error}") from None
-                add("Split", (keep, h, w), g, (c - keep, h, w),
-                    channels_to_keep=group.channels_to_keep)
-                shape = (keep, h, w)
             if group.pool != 1:
-                f = group.pool
-                c, h, w = shape
-                if f < 1 or h % f or w % f:
-                    raise _error(g, f"pool={f} needs a spatial size divisible by it, got {h}x{w}; "
-                                 "change image_size or the number of pooling stages")
-                add("SpaceToDepth", (c * f * f, h // f, w // f), g, factor=f)
-                shape = (c * f * f, h // f, w // f)
+                try:
+                    add("SpaceToDepth", g, factor=group.pool)
+                except ValueError as error:
+                    raise _error(g, f"pool={group.pool}: {error}; change image_size or the "
+                                 "number of pooling stages") from None
         elif isinstance(group, FlowBlocks):
             if group.n_blocks < 0 or group.block_channels < 1:
                 raise _error(g, "n_blocks must be >= 0 and block_channels >= 1")
-            if group.n_blocks and c < 2:
-                raise _error(g, f"coupling layers need at least 2 channels, got {c}")
+            if group.n_blocks and shape[0] < 2:
+                raise _error(g, f"coupling layers need at least 2 channels, got {shape[0]}")
             for _ in range(group.n_blocks):
-                add("ActNorm", shape, g)
-                add("InvConv1x1", shape, g)
-                add("AffineCoupling", shape, g, width=group.block_channels,
+                add("ActNorm", g)
+                add("InvConv1x1", g)
+                add("AffineCoupling", g, width=group.block_channels,
                     conv_1x1_kernel=group.conv_1x1_kernel, coupling=group.coupling)
         else:  # pragma: no cover - config parsing rules this out
             raise _error(g, f"unknown layer group {group!r}")
-    add("ActNorm", shape, FINAL_GROUP)
-    add("InvConv1x1", shape, FINAL_GROUP)
+    add("ActNorm", FINAL_GROUP)
+    add("InvConv1x1", FINAL_GROUP)
     return infos
 
 
@@ -138,13 +155,11 @@ def build_layer(info: LayerInfo, random_init: bool = True) -> nn.Module:
         return Split(info.options["channels_to_keep"])
     if info.kind == "SpaceToDepth":
         return SpaceToDepth(info.options.get("factor", 2))
-    if info.kind == "ActNorm":
-        return ActNorm(c)
     if info.kind == "InvConv1x1":
         return InvConv1x1(c, random_init=random_init)
-    if info.kind == "AffineCoupling":
-        return AffineCoupling(c, **info.options)
-    raise ValueError(f"unknown layer kind {info.kind!r}")
+    if info.kind not in LAYER_TYPES:
+        raise ValueError(f"unknown layer kind {info.kind!r}")
+    return LAYER_TYPES[info.kind](c, **info.options)
 
 
 def build_flow(model: ModelConfig, random_init: bool = True) -> SequentialFlow:

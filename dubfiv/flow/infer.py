@@ -33,16 +33,21 @@ from torch import Tensor
 
 from dubfiv.config import ConfigError, FadeOutAndPool, FlowBlocks, LayerConfig, ModelConfig
 from dubfiv.flow.base import Shape
-from dubfiv.flow.builder import FINAL_GROUP, LayerInfo, build_layer, plan_layers
-from dubfiv.flow.reshape import split_channels
+from dubfiv.flow.builder import FINAL_GROUP, LayerInfo, build_layer, layer_shapes, plan_layers
 from dubfiv.flow.sequential import SequentialFlow
+from dubfiv.released import RELEASED_MODEL
 
 __all__ = [
     "StateDictLayoutError",
     "flow_from_state_dict",
     "infer_layers",
     "model_config_from_state_dict",
+    "strip_module_prefix",
 ]
+
+IN_CHANNELS = RELEASED_MODEL.in_channels
+IMAGE_SIZE = RELEASED_MODEL.image_size
+"""Default input of the inference: the released model's (``docs/released_model.md``)."""
 
 _KEY = re.compile(r"^layers\.(\d+)\.(.+)$")
 _INVCONV_KEYS = {"p", "l", "u", "l_mask", "u_mask"}
@@ -53,7 +58,9 @@ class StateDictLayoutError(ConfigError):
     """The state dict does not have the released layout (the message names the key)."""
 
 
-def _strip_prefix(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def strip_module_prefix(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``state_dict`` without the ``module.`` that a DistributedDataParallel wrapper puts
+    before every key (unchanged if not every key has it)."""
     keys = list(state_dict)
     if keys and all(k.startswith("module.") for k in keys):  # saved from a DDP wrapper
         return {k[len("module."):]: v for k, v in state_dict.items()}
@@ -83,29 +90,29 @@ def _channels_of(params: Mapping[str, Tensor]) -> int | None:
     return None
 
 
+def _options(kind: str, keep: str | int | None) -> dict:
+    """Options of a parameter-free layer: a Split keeping ``keep``, or a 2x2 SpaceToDepth."""
+    return {"channels_to_keep": keep} if kind == "Split" else {"factor": 2}
+
+
 def _resolve_gap(length: int, shape: Shape, c_out: int) -> list[tuple[str, dict]] | None:
     """The sequence of parameter-free layers (kind, options) taking ``shape`` to ``c_out``."""
 
     def simulate(kinds: tuple[str, ...], keep_at: int | None, keep: int | None) -> bool:
-        c, h, w = shape
+        current = shape
         for j, kind in enumerate(kinds):
-            if kind == "SpaceToDepth":
-                if h % 2 or w % 2:
-                    return False
-                c, h, w = 4 * c, h // 2, w // 2
-            else:
-                k = keep if j == keep_at else c // 2
-                if k is None or not 1 <= k < c:
-                    return False
-                c = k
-        return c == c_out
+            try:
+                current = layer_shapes(kind, current, _options(kind, keep if j == keep_at
+                                                                else "half"))[0]
+            except ValueError:
+                return False
+        return current[0] == c_out
 
     # product() order puts Split before SpaceToDepth at each position (preferred)
     options = list(itertools.product(("Split", "SpaceToDepth"), repeat=length))
     for kinds in options:  # all splits keep half
         if simulate(kinds, None, None):
-            return [(k, {"channels_to_keep": "half"} if k == "Split" else {"factor": 2})
-                    for k in kinds]
+            return [(k, _options(k, "half")) for k in kinds]
     for kinds in options:  # exactly one split with an integer keep
         if kinds.count("Split") != 1:
             continue
@@ -115,13 +122,12 @@ def _resolve_gap(length: int, shape: Shape, c_out: int) -> list[tuple[str, dict]
             continue
         keep = c_out // 4**n_pool_after
         if simulate(kinds, j, keep):
-            return [(k, {"channels_to_keep": keep} if k == "Split" else {"factor": 2})
-                    for k in kinds]
+            return [(k, _options(k, keep)) for k in kinds]
     return None
 
 
 def infer_layers(
-    state_dict: Mapping[str, Tensor], in_channels: int = 3, image_size: int = 128
+    state_dict: Mapping[str, Tensor], in_channels: int = IN_CHANNELS, image_size: int = IMAGE_SIZE
 ) -> list[LayerInfo]:
     """The layers (as :class:`LayerInfo`, ``group`` unset) that a state dict describes.
 
@@ -129,16 +135,16 @@ def infer_layers(
         StateDictLayoutError: unknown key names, inconsistent shapes, or a run of
             parameter-free layers that no Split/SpaceToDepth sequence explains.
     """
-    by_layer = _group_keys(_strip_prefix(state_dict))
+    by_layer = _group_keys(strip_module_prefix(state_dict))
     n_layers = max(by_layer) + 1
     shape: Shape = (in_channels, image_size, image_size)
     infos: list[LayerInfo] = []
 
-    def add(kind: str, out: Shape, **options: object) -> None:
-        latent = None
-        if kind == "Split":
-            latent = (shape[0] - out[0], shape[1], shape[2])
+    def add(kind: str, **options: object) -> None:
+        nonlocal shape
+        out, latent = layer_shapes(kind, shape, options)
         infos.append(LayerInfo(len(infos), kind, out, FINAL_GROUP, shape, latent, dict(options)))
+        shape = out
 
     i = 0
     while i < n_layers:
@@ -162,13 +168,7 @@ def infer_layers(
                     f"{shape} to {c_next} channels"
                 )
             for kind, options in resolved:
-                c, h, w = shape
-                if kind == "SpaceToDepth":
-                    out: Shape = (4 * c, h // 2, w // 2)
-                else:
-                    out = (split_channels(c, options["channels_to_keep"]), h, w)
-                add(kind, out, **options)
-                shape = out
+                add(kind, **options)
             i = j
             continue
         c = shape[0]
@@ -179,9 +179,9 @@ def infer_layers(
                 raise StateDictLayoutError(
                     f"layer {i} ({kind}) has {_channels_of(params)} channels, expected {c}"
                 )
-            add(kind, shape)
+            add(kind)
         elif all(n.startswith("_block.") for n in names):
-            add("AffineCoupling", shape, **_coupling_options(i, params, c))
+            add("AffineCoupling", **_coupling_options(i, params, c))
         else:
             raise StateDictLayoutError(
                 f"layer {i} has keys {sorted(names)}, which match no known layer"
@@ -220,7 +220,7 @@ def _coupling_options(index: int, params: Mapping[str, Tensor], channels: int) -
 
 
 def flow_from_state_dict(
-    state_dict: Mapping[str, Tensor], in_channels: int = 3, image_size: int = 128
+    state_dict: Mapping[str, Tensor], in_channels: int = IN_CHANNELS, image_size: int = IMAGE_SIZE
 ) -> SequentialFlow:
     """Build the flow a state dict describes (see the module docstring) and load it.
 
@@ -229,7 +229,7 @@ def flow_from_state_dict(
     the released model) -- move it with ``.to()``. A leading
     ``module.`` (from DistributedDataParallel) is stripped.
     """
-    state_dict = _strip_prefix(state_dict)
+    state_dict = strip_module_prefix(state_dict)
     flow = SequentialFlow(
         build_layer(info, random_init=False)
         for info in infer_layers(state_dict, in_channels, image_size)
@@ -242,7 +242,7 @@ def flow_from_state_dict(
 
 
 def model_config_from_state_dict(
-    state_dict: Mapping[str, Tensor], in_channels: int = 3, image_size: int = 128
+    state_dict: Mapping[str, Tensor], in_channels: int = IN_CHANNELS, image_size: int = IMAGE_SIZE
 ) -> ModelConfig:
     """A :class:`ModelConfig` whose :func:`~dubfiv.flow.build_flow` matches the state dict.
 

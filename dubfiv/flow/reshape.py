@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -30,14 +30,23 @@ class SpaceToDepth(FlowLayer):
     def extra_repr(self) -> str:
         return f"factor={self.factor}"
 
-    def output_shape(self, input_shape: Shape) -> Shape:
+    @classmethod
+    def shape_rule(cls, input_shape: Shape, factor: int = 2, **_: Any) -> Shape:
+        """``(C, H, W) -> (f*f*C, H/f, W/f)``.
+
+        Raises:
+            ValueError: ``H`` or ``W`` is not divisible by ``f``.
+        """
         c, h, w = input_shape
-        f = self.factor
-        if h % f or w % f:
+        f = factor
+        if f < 1 or h % f or w % f:
             raise ValueError(
                 f"space-to-depth by {f} needs height and width divisible by {f}, got {h}x{w}"
             )
         return (c * f * f, h // f, w // f)
+
+    def shape_options(self) -> dict[str, Any]:
+        return {"factor": self.factor}
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x`` ``[B, C, H, W]`` -> ``([B, f*f*C, H/f, W/f], zeros [B])``."""
@@ -94,14 +103,34 @@ class Split(nn.Module):
         """Channels kept of an input with ``channels`` channels."""
         return split_channels(channels, self.channels_to_keep)
 
-    def output_shape(self, input_shape: Shape) -> Shape:
+    @classmethod
+    def shape_rule(cls, input_shape: Shape, channels_to_keep: Literal["half"] | int = "half",
+                   **_: Any) -> Shape:
+        """``(C, H, W) -> (k, H, W)``, ``k`` from :func:`split_channels`.
+
+        Raises:
+            ValueError: the split would keep no or all channels.
+        """
         c, h, w = input_shape
-        return (self.n_keep(c), h, w)
+        return (split_channels(c, channels_to_keep), h, w)
+
+    @classmethod
+    def latent_rule(cls, input_shape: Shape, channels_to_keep: Literal["half"] | int = "half",
+                    **_: Any) -> Shape:
+        """Shape ``(C - k, H, W)`` of the faded-out latent ``z``."""
+        c, h, w = input_shape
+        return (c - split_channels(c, channels_to_keep), h, w)
+
+    def shape_options(self) -> dict[str, Any]:
+        return {"channels_to_keep": self.channels_to_keep}
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        """Shape ``(k, H, W)`` of the kept channels."""
+        return self.shape_rule(input_shape, **self.shape_options())
 
     def latent_shape(self, input_shape: Shape) -> Shape:
         """Shape ``(C - k, H, W)`` of the faded-out latent ``z``."""
-        c, h, w = input_shape
-        return (c - self.n_keep(c), h, w)
+        return self.latent_rule(input_shape, **self.shape_options())
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x`` ``[B, C, H, W]`` -> ``(kept [B, k, H, W], z [B, C - k, H, W])``."""

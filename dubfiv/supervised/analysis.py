@@ -207,10 +207,10 @@ def run_analysis(
     from dubfiv.supervised.model import SupervisedError
 
     if n_images < 2 or n_steps < 2:
-        raise SupervisedError(f"--n_images and --n_steps must be >= 2 (got {n_images}, "
+        raise SupervisedError(f"`n_images` and `n_steps` must be >= 2 (got {n_images}, "
                               f"{n_steps})")
     if not INTERPOLATION_P_LO < p_hi <= 100:
-        raise SupervisedError(f"--p_hi must be in ({INTERPOLATION_P_LO:g}, 100], got {p_hi}")
+        raise SupervisedError(f"`p_hi` must be in ({INTERPOLATION_P_LO:g}, 100], got {p_hi}")
     supervised = load_supervised(supervised_dir, device=device)
     run = load_run(run_dir, device=supervised.device)
     head = run.head(head_index)

@@ -67,12 +67,12 @@ def load_supervised(directory: str | os.PathLike,
     Raises:
         CheckpointError: missing or foreign checkpoint (the message names the path).
     """
+    from dubfiv.checkpoint import CheckpointError
     from dubfiv.runs import resolve_device
-    from dubfiv.train.checkpoint import CheckpointError
 
     path = Path(directory) / CHECKPOINT
     if not path.is_file():
-        raise CheckpointError(f"{path}: not found; --supervised_dir must be a directory "
+        raise CheckpointError(f"{path}: not found; `supervised_dir` must be a directory "
                               "written by dubfiv_supervised")
     state = _load_state(path)
     config = SupervisedConfig(**state["config"])

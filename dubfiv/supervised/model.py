@@ -44,11 +44,11 @@ def parse_model_kwargs(text: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise SupervisedError(f"--model_kwargs {text!r} is not valid JSON ({error.msg} at "
+        raise SupervisedError(f"`model_kwargs` {text!r} is not valid JSON ({error.msg} at "
                               f"character {error.pos}); write e.g. "
                               "'{\"width_mult\": 0.5}'") from None
     if not isinstance(value, dict):
-        raise SupervisedError(f"--model_kwargs {text!r} must be a JSON object such as "
+        raise SupervisedError(f"`model_kwargs` {text!r} must be a JSON object such as "
                               "'{\"width_mult\": 0.5}'")
     return value
 
@@ -75,16 +75,16 @@ def build_model(
     kwargs = dict(kwargs or {})
     names = classification_models()
     if name not in names:
-        raise SupervisedError(f"--model_name {name!r} is not a torchvision classification "
+        raise SupervisedError(f"`model_name` {name!r} is not a torchvision classification "
                               f"model; choose one of: {', '.join(names)}")
     for key in ("weights", "num_classes", "pretrained", "weights_backbone"):
         if key in kwargs:
-            raise SupervisedError(f"--model_kwargs: {key!r} is not allowed (the model is "
+            raise SupervisedError(f"`model_kwargs`: {key!r} is not allowed (the model is "
                                   "trained from scratch; num_classes is set from the targets)")
     try:
         model = torchvision.models.get_model(name, weights=None, num_classes=n_outputs, **kwargs)
     except (TypeError, ValueError, AssertionError) as error:
-        raise SupervisedError(f"--model_kwargs {json.dumps(kwargs)} do not fit torchvision's "
+        raise SupervisedError(f"`model_kwargs` {json.dumps(kwargs)} do not fit torchvision's "
                               f"{name}: {error}") from None
     if image_shape is not None:
         model.eval()
@@ -93,10 +93,10 @@ def build_model(
                 out = model(torch.zeros(2, *image_shape))
         except (RuntimeError, ValueError, AssertionError) as error:
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise SupervisedError(f"--model_name {name} cannot process {tuple(image_shape)} "
+            raise SupervisedError(f"`model_name` {name} cannot process {tuple(image_shape)} "
                                   f"images ({first}); choose another model") from None
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, n_outputs):
-            raise SupervisedError(f"--model_name {name} returns {type(out).__name__} "
+            raise SupervisedError(f"`model_name` {name} returns {type(out).__name__} "
                                   f"{getattr(out, 'shape', '')} instead of logits [B, "
                                   f"{n_outputs}]; choose another model")
         model.train()

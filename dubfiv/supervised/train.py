@@ -76,17 +76,17 @@ class SupervisedConfig:
     image_size: int | None = None
 
     def check(self) -> None:
-        """Raise :class:`SupervisedError` naming the flag of an invalid value."""
-        for flag, value in (("--batch_size", self.batch_size), ("--num_epochs", self.num_epochs),
-                            ("--ckpt_freq", self.ckpt_freq)):
+        """Raise :class:`SupervisedError` naming the parameter of an invalid value."""
+        for name, value in (("batch_size", self.batch_size), ("num_epochs", self.num_epochs),
+                            ("ckpt_freq", self.ckpt_freq)):
             if value < 1:
-                raise SupervisedError(f"{flag} must be >= 1, got {value}")
+                raise SupervisedError(f"`{name}` must be >= 1, got {value}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise SupervisedError(f"--lr must be a positive number, got {self.lr}")
+            raise SupervisedError(f"`lr` must be a positive number, got {self.lr}")
         if self.image_size is not None and self.image_size < 8:
-            raise SupervisedError(f"--image_size must be >= 8, got {self.image_size}")
+            raise SupervisedError(f"`image_size` must be >= 8, got {self.image_size}")
         if self.num_workers < 0:
-            raise SupervisedError(f"--num_workers must be >= 0, got {self.num_workers}")
+            raise SupervisedError(f"`num_workers` must be >= 0, got {self.num_workers}")
 
 
 # --------------------------------------------------------------------------- schedule, batches
@@ -164,7 +164,7 @@ def _split_exists(config: SupervisedConfig, split: str) -> bool:
 
 
 def _load_state(path: Path) -> dict[str, Any]:
-    from dubfiv.train.checkpoint import CheckpointError
+    from dubfiv.checkpoint import CheckpointError
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -199,7 +199,7 @@ def _resume(output_dir: Path) -> dict[str, Any]:
     path = output_dir / CHECKPOINT
     if not path.is_file():
         raise SupervisedError(f"{path}: no checkpoint to resume from; start a new run without "
-                              "--resume")
+                              "`resume`")
     state = _load_state(path)
     config = SupervisedConfig(**state["config"])
     spec = TargetSpec.from_dict(state["targets"])
@@ -212,7 +212,7 @@ def _resume(output_dir: Path) -> dict[str, Any]:
 
 
 def _save(output_dir: Path, run: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
-    from dubfiv.train.checkpoint import save_checkpoint
+    from dubfiv.checkpoint import save_checkpoint
 
     save_checkpoint({
         "format": FORMAT,
@@ -268,7 +268,7 @@ def train_supervised(
             raise SupervisedError("a new run needs a config")
         if (output_dir / CHECKPOINT).exists():
             raise SupervisedError(f"{output_dir} already holds a supervised run; continue it "
-                                  "with --resume or choose another --data_output_dir")
+                                  "with `resume` or choose another `output_dir`")
         run = _start(config)
     config, spec = run["config"], run["spec"]
     model: nn.Module = run["model"].to(target)
@@ -310,7 +310,7 @@ def train_supervised(
             loss = spec.loss(outputs.float(), spec.encode(labels.to(target)))
             if not torch.isfinite(loss):
                 raise SupervisedError(f"the loss became {float(loss)} in epoch {epoch + 1}; "
-                                      "lower --lr (the last checkpoint is kept)")
+                                      "lower `lr` (the last checkpoint is kept)")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

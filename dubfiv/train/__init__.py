@@ -10,17 +10,17 @@ Public API::
     CHECKPOINT, EXPERIMENT, LOG (paths inside a run directory)
 """
 
-from dubfiv.train.api import resume, train
-from dubfiv.train.checkpoint import (
+from dubfiv.checkpoint import (
     CheckpointError,
     LegacyObject,
     atomic_write,
     load_checkpoint,
     save_checkpoint,
 )
+from dubfiv.rundir import CHECKPOINT, EXPERIMENT, LOG
+from dubfiv.train.api import resume, train
 from dubfiv.train.errors import InverseCheckError, NonFiniteLossError, TrainingError
 from dubfiv.train.model import FlowWithHeads, build_model, make_optimizer
-from dubfiv.train.rundir import CHECKPOINT, EXPERIMENT, LOG
 from dubfiv.train.trainer import Trainer
 
 __all__ = [

@@ -8,10 +8,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from dubfiv.checkpoint import load_checkpoint
 from dubfiv.config import ConfigError, ExperimentConfig, load_experiment, save_experiment, to_dict
 from dubfiv.train import distributed as dist_utils
 from dubfiv.train import rundir
-from dubfiv.train.checkpoint import load_checkpoint
 from dubfiv.train.errors import TrainingError
 from dubfiv.train.trainer import CHECKPOINT_FORMAT, Trainer
 

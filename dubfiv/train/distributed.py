@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
+from dubfiv.devices import resolve_device
 from dubfiv.train.errors import TrainingError
 
 __all__ = [
@@ -24,7 +25,6 @@ __all__ = [
     "all_reduce_sum",
     "barrier",
     "broadcast_object",
-    "resolve_device",
     "setup",
     "teardown",
 ]
@@ -49,19 +49,9 @@ class DistContext:
         return self.world_size > 1
 
 
-def resolve_device(name: str | None) -> torch.device:
-    """``"cuda"``/``"cpu"``/``None`` (CUDA if available) -> a device; CUDA must exist."""
-    if name is None or name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda: CUDA is not available here; use --device cpu.")
-    return device
-
-
 def setup(device: str | None = None) -> DistContext:
     """Start the process group if launched by ``torchrun``; return this process's context."""
-    base = resolve_device(device)
+    base = resolve_device(device, error=TrainingError)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistContext(device=base)

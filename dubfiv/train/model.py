@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from dubfiv import losses
 from dubfiv.config import ClassifierConfig, ExperimentConfig, OptimizerConfig
+from dubfiv.errors import ParameterError
 from dubfiv.flow import SequentialFlow, build_flow
 from dubfiv.heads import build_heads
 
@@ -68,7 +69,7 @@ def make_optimizer(
     if config.name == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                                weight_decay=config.weight_decay)
-    raise ValueError(f"unknown optimizer {config.name!r}; use adam or sgd")
+    raise ParameterError(f"unknown optimizer {config.name!r}; use adam or sgd")
 
 
 @torch.no_grad()

@@ -1,81 +1,40 @@
-"""The run directory: its layout, the log file, and optional experiment loggers.
+"""Training's side of the run folder: the log file and optional experiment loggers.
 
-Layout (``DESIGN.md`` "Runs on disk")::
-
-    <output_base_dir>/<marker>_<UTC time tag>/
-        <the config file(s) as given>      copied verbatim
-        train.log                          the log
-        images/                            training images, samples, loss curves (PNG)
-        models/models.torch                the checkpoint (see dubfiv.train.trainer)
-        models/experiment.toml             the effective experiment config
+The layout itself (where the checkpoint, the experiment TOML, the images ... live)
+is :mod:`dubfiv.rundir` (``docs/runs.md``); its names are re-exported here.
 """
 
 from __future__ import annotations
 
-import datetime
 import importlib.util
 import logging
-import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dubfiv import rundir as layout
+from dubfiv.rundir import CHECKPOINT, EXPERIMENT, IMAGES, LOG, copy_configs, time_tag
 from dubfiv.train.errors import TrainingError
 
 __all__ = [
     "CHECKPOINT",
     "EXPERIMENT",
+    "IMAGES",
     "LOG",
     "ExperimentLogger",
     "check_logger_available",
+    "close_log",
     "copy_configs",
     "make_experiment_logger",
     "make_run_dir",
     "open_log",
+    "time_tag",
 ]
-
-CHECKPOINT = Path("models") / "models.torch"
-EXPERIMENT = Path("models") / "experiment.toml"
-LOG = Path("train.log")
-IMAGES = Path("images")
-
-
-def time_tag(now: datetime.datetime | None = None) -> str:
-    """UTC time tag of a run directory, e.g. ``2024-05-01_12-30-45``."""
-    now = now or datetime.datetime.now(datetime.UTC)
-    return now.astimezone(datetime.UTC).strftime("%Y-%m-%d_%H-%M-%S")
 
 
 def make_run_dir(output_base_dir: str | Path, marker: str) -> Path:
-    """Create ``<output_base_dir>/<marker>_<UTC time tag>`` (``_2``, ``_3``... if taken)."""
-    base = Path(output_base_dir)
-    base.mkdir(parents=True, exist_ok=True)
-    stem = f"{marker}_{time_tag()}"
-    for n in range(1, 1000):
-        run_dir = base / (stem if n == 1 else f"{stem}_{n}")
-        try:
-            run_dir.mkdir()
-        except FileExistsError:
-            continue
-        (run_dir / IMAGES).mkdir()
-        (run_dir / "models").mkdir()
-        return run_dir
-    raise TrainingError(f"{base}: cannot create a new run directory {stem}_N.")
-
-
-def copy_configs(run_dir: Path, sources: Sequence[str | Path]) -> list[Path]:
-    """Copy the given config files into ``run_dir`` verbatim (names kept, made unique)."""
-    copied = []
-    for source in sources:
-        source = Path(source)
-        target = run_dir / source.name
-        n = 2
-        while target.exists():
-            target = run_dir / f"{source.stem}_{n}{source.suffix}"
-            n += 1
-        shutil.copyfile(source, target)
-        copied.append(target)
-    return copied
+    """:func:`dubfiv.rundir.make_run_dir`, failing with :class:`TrainingError`."""
+    return layout.make_run_dir(output_base_dir, marker, error=TrainingError)
 
 
 def open_log(run_dir: Path | None, name: str = "dubfiv.train") -> logging.Logger:

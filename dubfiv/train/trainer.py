@@ -31,17 +31,18 @@ import torch
 from tqdm import tqdm
 
 from dubfiv import data as D
+from dubfiv.checkpoint import save_checkpoint
 from dubfiv.config import ExperimentConfig, to_dict
 from dubfiv.losses import head_bce
+from dubfiv.rundir import CHECKPOINT, IMAGES
 from dubfiv.schedules import set_learning_rate
 from dubfiv.train import distributed as dist_utils
-from dubfiv.train.checkpoint import save_checkpoint
 from dubfiv.train.distributed import DistContext
 from dubfiv.train.errors import InverseCheckError, NonFiniteLossError, TrainingError
 from dubfiv.train.evaluate import evaluation_sums, sums_to_record
 from dubfiv.train.model import build_model, check_inverse, make_optimizer
 from dubfiv.train.plots import plot_history, save_image_grid
-from dubfiv.train.rundir import CHECKPOINT, IMAGES, ExperimentLogger
+from dubfiv.train.rundir import ExperimentLogger
 
 __all__ = ["CHECKPOINT_FORMAT", "INVERSE_TOLERANCE", "Trainer"]
 

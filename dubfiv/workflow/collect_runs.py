@@ -34,13 +34,13 @@ import json
 import os
 import pickle
 import re
-import shlex
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import toml
 
+from dubfiv.rundir import EXPERIMENT, GROUND_TRUTH_REPORT, is_run_dir
 from dubfiv.workflow.errors import WorkflowError
 from dubfiv.workflow.run_metrics import (
     cache_accuracies,
@@ -55,22 +55,22 @@ __all__ = [
     "collect",
     "differing_keys",
     "evaluate_splits",
-    "export_command",
     "find_run_dirs",
     "flatten",
     "format_summary",
     "ground_truth_columns",
-    "ground_truth_command",
     "is_run_dir",
     "log_train_seconds",
     "read_run",
+    "run_setting",
     "table_rows",
     "write_csv",
 ]
 
 SEARCH_DEPTH = 3
 """How deep below a parent folder run directories are looked for."""
-GROUND_TRUTH_FILE = Path("ground_truth") / "ground_truth.json"
+GROUND_TRUTH_FILE = GROUND_TRUTH_REPORT
+"""The ground-truth report inside a run folder (:mod:`dubfiv.rundir`)."""
 
 
 @dataclasses.dataclass
@@ -99,12 +99,6 @@ class RunRecord:
 
 
 # --------------------------------------------------------------------------- finding runs
-
-
-def is_run_dir(path: Path) -> bool:
-    """A folder with ``models/models.torch``, ``models.torch`` or ``models/experiment.toml``."""
-    return any((path / name).is_file() for name in (
-        Path("models") / "models.torch", Path("models.torch"), Path("models") / "experiment.toml"))
 
 
 def _search(folder: Path, depth: int) -> Iterator[Path]:
@@ -168,7 +162,7 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint dict, memory-mapped when the file allows (weights are not read)."""
     import torch
 
-    from dubfiv.train.checkpoint import load_checkpoint
+    from dubfiv.checkpoint import load_checkpoint
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -182,7 +176,7 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
 def _read_config(checkpoint_dir: Path, state: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     from dubfiv.config import ConfigError, ExperimentConfig, from_dict, load_experiment, to_dict
 
-    toml_path = checkpoint_dir / "experiment.toml"
+    toml_path = checkpoint_dir / EXPERIMENT.name
     try:
         return flatten(to_dict(load_experiment(toml_path))), "experiment.toml"
     except ConfigError:
@@ -207,8 +201,8 @@ def read_run(run_dir: str | os.PathLike, verify: bool = False) -> RunRecord:
         verify: also rebuild the model with :func:`dubfiv.runs.load_run` (slow for big
             models; catches weights that do not fit the config).
     """
+    from dubfiv.checkpoint import CheckpointError
     from dubfiv.runs import find_checkpoint, load_run
-    from dubfiv.train.checkpoint import CheckpointError
 
     record = RunRecord(Path(run_dir))
     try:
@@ -264,14 +258,15 @@ def evaluate_splits(run_dir: Path, dataset_dir: str | os.PathLike | None = None,
     """Compute the head's logits on (a sample of up to 3,000 images of) the validation and
     test splits into the run's analysis cache, where :func:`read_run` finds them; return
     why that failed (``None``: it did not). Splits cached for the checkpoint are reused."""
-    from dubfiv.analysis import Analysis, AnalysisError
-    from dubfiv.cli._oneline import user_errors
+    from dubfiv.analysis import Analysis
+    from dubfiv.errors import DubfivError
+    from two4two.errors import Two4TwoError
 
     try:
         Analysis.from_checkpoint(run_dir, device=device, dataset_dir=dataset_dir,
                                  progress=progress)
-    except (AnalysisError, *user_errors()) as error:
-        return f"--evaluate: {' '.join(str(error).split())}"
+    except (DubfivError, Two4TwoError) as error:
+        return f"`evaluate`: {' '.join(str(error).split())}"
     return None
 
 
@@ -386,10 +381,12 @@ def format_summary(records: Sequence[RunRecord]) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- commands
+# --------------------------------------------------------------------------- settings
 
 
-def _setting(record: RunRecord, name: str) -> str | None:
+def run_setting(record: RunRecord, name: str) -> str | None:
+    """The run's ``train.<name>`` (a string), else the first ``<...>.<name>`` string of a
+    raw TOML of another layout (``None`` if there is none)."""
     value = record.config.get(f"train.{name}")
     if isinstance(value, str):
         return value
@@ -397,22 +394,3 @@ def _setting(record: RunRecord, name: str) -> str | None:
         if key.split(".")[-1] == name and isinstance(value, str):
             return value
     return None
-
-
-def ground_truth_command(record: RunRecord, dataset_dir: str | None = None) -> str:
-    """``dubfiv_ground_truth --model RUN --dataset_dir DIR --dataset NAME`` for a run
-    (the run's ``train.dataset_dir`` unless ``dataset_dir`` is given)."""
-    parts = ["dubfiv_ground_truth", "--model", str(record.path)]
-    folder = dataset_dir or _setting(record, "dataset_dir")
-    name = _setting(record, "dataset")
-    if folder:
-        parts += ["--dataset_dir", folder]
-    if name:
-        parts += ["--dataset", name]
-    return shlex.join(parts)
-
-
-def export_command(record: RunRecord, output_base: str | os.PathLike) -> str:
-    """``dubfiv_export_user_study --model RUN --output <output_base>/<run name>``."""
-    return shlex.join(["dubfiv_export_user_study", "--model", str(record.path), "--output",
-                       str(Path(output_base) / record.path.name)])

@@ -158,8 +158,8 @@ def parse_grid_arg(text: str) -> tuple[str, list[Scalar]]:
     key = key.strip()
     items = [item.strip() for item in values.split(",")]
     if not sep or not key or not all(items):
-        raise WorkflowError(f"--grid {text!r}: expected key=value1,value2,... "
-                            "(e.g. --grid obj_color_uniform_prob=0.05,0.15,0.3)")
+        raise WorkflowError(f"`grid_args` {text!r}: expected key=value1,value2,... "
+                            "(e.g. `grid_args` obj_color_uniform_prob=0.05,0.15,0.3)")
     return key, [parse_scalar(item) for item in items]
 
 
@@ -183,11 +183,11 @@ def load_grid_file(path: str | Path) -> tuple[dict[str, list[Scalar]], dict[str,
     """
     path = Path(path)
     if not path.is_file():
-        raise WorkflowError(f"--grid_file {path}: file not found")
+        raise WorkflowError(f"`grid_file` {path}: file not found")
     try:
         data = toml.loads(path.read_text(encoding="utf-8"))
     except (toml.TomlDecodeError, UnicodeDecodeError) as error:
-        raise WorkflowError(f"--grid_file {path}: not valid TOML: {error}") from None
+        raise WorkflowError(f"`grid_file` {path}: not valid TOML: {error}") from None
     for name in data:
         if name not in ("grid", "labels"):
             raise WorkflowError(f"{path}: {name}: unknown key; a grid file has a [grid] "
@@ -270,14 +270,14 @@ def _axes(generator: Generator | None, grid_file: str | Path | None,
     if grid_file is not None:
         file_axes, labels = load_grid_file(grid_file)
         for key, values in file_axes.items():
-            add(key, values, labels.get(key), f"--grid_file {grid_file}: grid.{key}")
+            add(key, values, labels.get(key), f"`grid_file` {grid_file}: grid.{key}")
     seen_flags: set[str] = set()
     for text in grid_args:
         key, values = parse_grid_arg(text)
         if key in seen_flags:
-            raise WorkflowError(f"--grid {key}: given twice; list all values in one flag")
+            raise WorkflowError(f"`grid_args` {key}: given twice; list all values in one entry")
         seen_flags.add(key)
-        add(key, values, None, f"--grid {key}")
+        add(key, values, None, f"`grid_args` {key}")
     for axis in axes.values():
         texts = [_value_text(v) for v in axis.values]
         if len(set(texts)) != len(texts):
@@ -292,11 +292,11 @@ def _read_base(path: Path) -> dict[str, Any]:
     try:
         load_dataset_configs(path)  # strict: the base itself must be valid
     except DatasetConfigError as error:
-        raise WorkflowError(f"--config: {error}") from None
+        raise WorkflowError(f"`base_config`: {error}") from None
     data = toml.loads(path.read_text(encoding="utf-8"))
     datasets = data["dataset"] if isinstance(data["dataset"], list) else [data["dataset"]]
     if len(datasets) != 1:
-        raise WorkflowError(f"--config {path}: holds {len(datasets)} [[dataset]] tables; a "
+        raise WorkflowError(f"`base_config` {path}: holds {len(datasets)} [[dataset]] tables; a "
                             "base config must hold exactly one")
     return dict(datasets[0])
 
@@ -346,10 +346,11 @@ def build_variants(
     base_path = Path(base_config)
     generator = GENERATORS.get(name)
     if generator is None and not grid_args and grid_file is None:
-        raise WorkflowError(f"--name {name!r}: not a built-in generator ({', '.join(GENERATORS)}"
-                            "; see --list); for a family of your own give --grid or --grid_file")
+        raise WorkflowError(f"`name` {name!r}: not a built-in generator ({', '.join(GENERATORS)}"
+                            "; see `list`); for a family of your own give `grid_args` or "
+                            "`grid_file`")
     if not re.fullmatch(r"[A-Za-z0-9._+-]+", name):
-        raise WorkflowError(f"--name {name!r}: use letters, digits, '.', '_', '+' or '-'")
+        raise WorkflowError(f"`name` {name!r}: use letters, digits, '.', '_', '+' or '-'")
     base = _read_base(base_path)
     axes = _axes(generator, grid_file, grid_args)
     for axis in axes:
@@ -404,8 +405,8 @@ def write_variants(variants: Sequence[Variant], force: bool = False) -> list[Pat
             path = variant.path
             if path.exists() and (not path.is_file()
                                   or path.read_text(encoding="utf-8") != variant.text):
-                raise WorkflowError(f"{path} exists with other content; pass --force to "
-                                    "overwrite, or choose another --output_dir")
+                raise WorkflowError(f"{path} exists with other content; pass `force` to "
+                                    "overwrite, or choose another `output_dir`")
     for variant in variants:
         utils.atomic_write_text(variant.path, variant.text)
     return [v.path for v in variants]

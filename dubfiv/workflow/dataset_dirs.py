@@ -126,14 +126,14 @@ def scan_dataset(root: str | os.PathLike) -> dict[str, SourceSplit]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise MergeError(f"--datasets {root}: no such dataset folder")
+        raise MergeError(f"`sources` {root}: no such dataset folder")
     if (root / PARAMETERS).is_file():
-        raise MergeError(f"--datasets {root}: this is a split folder; pass the dataset folder "
+        raise MergeError(f"`sources` {root}: this is a split folder; pass the dataset folder "
                          f"that holds it ({root.parent})")
     names = sorted(child.name for child in root.iterdir()
                    if child.is_dir() and (child / PARAMETERS).is_file())
     if not names:
-        raise MergeError(f"--datasets {root}: no splits (sub-folders with {PARAMETERS}); is "
+        raise MergeError(f"`sources` {root}: no splits (sub-folders with {PARAMETERS}); is "
                          "it a rendered Two4Two dataset?")
     return {name: read_split(root, name) for name in names}
 

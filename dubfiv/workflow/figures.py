@@ -41,6 +41,7 @@ from matplotlib.figure import Figure
 
 from dubfiv.errors import DubfivError
 from dubfiv.ground_truth import interval_tuple
+from dubfiv.rundir import RunPaths
 from dubfiv.train.plots import series
 from dubfiv.workflow.paper_style import (
     FORMATS,
@@ -145,8 +146,8 @@ def _nearest_existing(path: Path) -> Path:
 def preflight(run_dir: Path, output: Path, options: FigureOptions) -> None:
     """Fail (:class:`FigureError`) on bad options, a missing checkpoint or an unwritable
     output, before anything is written."""
+    from dubfiv.checkpoint import CheckpointError
     from dubfiv.runs import RunError, find_checkpoint, resolve_device
-    from dubfiv.train.checkpoint import CheckpointError
 
     unknown = [f for f in options.figures if f not in FIGURES]
     if unknown or not options.figures:
@@ -158,13 +159,13 @@ def preflight(run_dir: Path, output: Path, options: FigureOptions) -> None:
                           f"{', '.join(FORMATS)}")
     from dubfiv.explain.bins import INTERPOLATION_P_LO
 
-    for flag, value in (("--n_rows", options.n_rows), ("--n_concepts", options.n_concepts),
-                        ("--concept_fit_images", options.concept_fit_images),
-                        ("--concept_eval_images", options.concept_eval_images)):
+    for name, value in (("n_rows", options.n_rows), ("n_concepts", options.n_concepts),
+                        ("concept_fit_images", options.concept_fit_images),
+                        ("concept_eval_images", options.concept_eval_images)):
         if value < 1:
-            raise FigureError(f"{flag} must be >= 1, got {value}")
+            raise FigureError(f"`{name}` must be >= 1, got {value}")
     if not INTERPOLATION_P_LO < options.p_hi <= 100:
-        raise FigureError(f"--p_hi must be in ({INTERPOLATION_P_LO:g}, 100], got "
+        raise FigureError(f"`p_hi` must be in ({INTERPOLATION_P_LO:g}, 100], got "
                           f"{options.p_hi}")
     if not run_dir.is_dir():
         raise FigureError(f"{run_dir}: no such run directory")
@@ -181,7 +182,7 @@ def preflight(run_dir: Path, output: Path, options: FigureOptions) -> None:
         raise FigureError(f"{output}: cannot create the output folder ({existing} is a file)")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise FigureError(f"{output}: output folder is not writable ({existing}); choose "
-                          "another with --output")
+                          "another with `output_dir`")
 
 
 # --------------------------------------------------------------------------- figures from JSON
@@ -361,7 +362,7 @@ class _Drawer:
                     progress=self.options.progress)
             except (AnalysisError, DatasetError, Two4TwoDatasetError) as error:
                 self._analysis_error = (f"{' '.join(str(error).split())} (give the dataset "
-                                        "folder with --dataset_dir)")
+                                        "folder with `dataset_dir`)")
         return self._analysis
 
     def run(self) -> Run:
@@ -390,14 +391,14 @@ class _Drawer:
                 return FigureOutcome(name, [], self._analysis_error)
             build = lambda: _image_figure(analysis, name, options)  # noqa: E731
         elif name == "ground_truth":
-            path = options.ground_truth or self.run_dir / "ground_truth" / "ground_truth.json"
+            path = options.ground_truth or RunPaths(self.run_dir).ground_truth_report
             report, note = _read_json(path, f"run dubfiv_ground_truth --model {self.run_dir}")
             if report is None:
                 return FigureOutcome(name, [], note)
             build = lambda: ground_truth_figure(report)  # noqa: E731
         elif name == "regression":
             path = options.supervised_analysis or \
-                self.run_dir / "supervised_analysis" / "supervised_analysis.json"
+                RunPaths(self.run_dir).supervised_analysis_report
             report, note = _read_json(path, "run dubfiv_supervised_analysis --supervised_dir "
                                             f"DIR --model {self.run_dir}")
             if report is None:
@@ -439,7 +440,7 @@ def generate_figures(run_dir: str | os.PathLike, output_dir: str | os.PathLike |
 
     options = options or FigureOptions()
     run_dir = Path(run_dir)
-    output = Path(output_dir) if output_dir is not None else run_dir / "figures"
+    output = Path(output_dir) if output_dir is not None else RunPaths(run_dir).figures
     preflight(run_dir, output, options)
     drawer = _Drawer(run_dir, output, options)
     output.mkdir(parents=True, exist_ok=True)

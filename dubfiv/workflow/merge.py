@@ -55,6 +55,7 @@ from typing import Any, Literal
 
 from tqdm import tqdm
 
+from dubfiv.errors import ParameterError
 from dubfiv.files import atomic_write, umask
 from dubfiv.workflow.dataset_dirs import (
     MergeError,
@@ -165,7 +166,7 @@ def _plan(roots: list[Path], datasets: list[dict[str, SourceSplit]], strict: boo
     if strict and partial:
         name, missing = next(iter(partial.items()))
         raise MergeError(f"split {name} is missing from {', '.join(map(str, missing))} (and "
-                         "--strict forbids merging splits that only some datasets have)")
+                         "`strict` forbids merging splits that only some datasets have)")
     merged: dict[str, _Merged] = {}
     for name in names:
         having = [k for k, d in enumerate(datasets) if name in d]
@@ -335,20 +336,20 @@ def _check_paths(destination: Path, sources: Sequence[Path], force: bool,
     resolved = [s.resolve() for s in sources]
     for i, source in enumerate(resolved):
         if source in resolved[:i]:
-            raise MergeError(f"--datasets: {sources[i]} is given twice")
+            raise MergeError(f"`sources`: {sources[i]} is given twice")
     dest = destination.resolve()
     for source, given in zip(resolved, sources, strict=True):
         if dest == source or dest.is_relative_to(source) or source.is_relative_to(dest):
-            raise MergeError(f"--destination {destination} overlaps the input {given}; "
+            raise MergeError(f"`destination` {destination} overlaps the input {given}; "
                              "choose a folder outside every input")
     if destination.exists() or destination.is_symlink():
         if not destination.is_dir() or destination.is_symlink():
-            raise MergeError(f"--destination {destination} exists and is not a folder")
+            raise MergeError(f"`destination` {destination} exists and is not a folder")
         if any(destination.iterdir()) and not force:
-            raise MergeError(f"--destination {destination} exists and is not empty; choose "
-                             "another folder, or pass --force to replace it")
+            raise MergeError(f"`destination` {destination} exists and is not empty; choose "
+                             "another folder, or pass `force` to replace it")
     if archive is not None and archive.exists() and not force:
-        raise MergeError(f"{archive} exists; pass --force to replace it")
+        raise MergeError(f"{archive} exists; pass `force` to replace it")
 
 
 def merge_datasets(
@@ -379,9 +380,9 @@ def merge_datasets(
     destination = Path(destination)
     paths = [Path(s) for s in sources]
     if len(paths) < 2:
-        raise MergeError("--datasets: give at least two dataset folders to merge")
+        raise MergeError("`sources`: give at least two dataset folders to merge")
     if mode not in ("hardlink", "copy", "symlink"):
-        raise ValueError(f"mode must be hardlink, copy or symlink, got {mode!r}")
+        raise ParameterError(f"`mode` must be hardlink, copy or symlink, got {mode!r}")
     archive_path = destination.with_name(destination.name + ".tar.gz") if archive else None
     _check_paths(destination, paths, force, archive_path)
     datasets = [scan_dataset(p) for p in paths]

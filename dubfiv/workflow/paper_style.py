@@ -25,6 +25,8 @@ from typing import Any
 import matplotlib
 from matplotlib.figure import Figure
 
+from dubfiv.errors import ParameterError
+
 __all__ = [
     "COLUMN_WIDTH",
     "FORMATS",
@@ -124,7 +126,7 @@ def save_figure(figure: Figure, stem: str | os.PathLike, formats: Sequence[str],
 
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        raise ValueError(f"unknown figure format(s) {unknown}; use {', '.join(FORMATS)}")
+        raise ParameterError(f"unknown figure `formats` {unknown}; use {', '.join(FORMATS)}")
     written = []
     for fmt in formats:
         metadata = {"CreationDate": None} if fmt == "pdf" else None

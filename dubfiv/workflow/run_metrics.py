@@ -111,10 +111,11 @@ def cache_accuracies(run_dir: Path, checkpoint: Path, notes: list[str],
     """``<split>_accuracy:head_<i>`` from the analysis cache, for the current checkpoint
     (the validation split only with ``include_validation``: the history usually has it)."""
     try:
-        from dubfiv.explain.cache import CACHE_DIRNAME, checkpoint_fingerprint
+        from dubfiv.explain.cache import checkpoint_fingerprint
+        from dubfiv.rundir import RunPaths
     except ImportError:
         return {}
-    files = sorted((run_dir / CACHE_DIRNAME).glob("*.npz"))
+    files = sorted(RunPaths(run_dir).analysis_cache.glob("*.npz"))
     if not files:
         return {}
     fingerprint = checkpoint_fingerprint(checkpoint)

@@ -65,7 +65,7 @@ def test_three_file_form_rejects_keys_beside_the_section(tmp_path: Path, text: s
     naming the file and the key."""
     (tmp_path / "m.toml").write_text("image_size = 32\n")
     (tmp_path / "t.toml").write_text(text)
-    with pytest.raises(cfg.ConfigError, match=r"t\.toml: key '(seeed|bogus)'.*--experiment"):
+    with pytest.raises(cfg.ConfigError, match=r"t\.toml: key '(seeed|bogus)'.*`experiment`"):
         cfg.load_experiment_parts(tmp_path / "m.toml", tmp_path / "t.toml")
     # the whole paper experiment given as the model part is refused, not half read
     with pytest.raises(cfg.ConfigError, match=r"model\.toml: key '(classifiers|train)'"):

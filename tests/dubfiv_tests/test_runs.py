@@ -207,7 +207,7 @@ def test_asking_for_missing_cuda_is_a_clear_error(run_dir: Path) -> None:
     from dubfiv.runs import resolve_device
 
     assert resolve_device(None).type == "cpu" and resolve_device("cpu").type == "cpu"
-    with pytest.raises(RunError, match="--device cuda: CUDA is not available"):
+    with pytest.raises(RunError, match="`device` cuda: CUDA is not available"):
         load_run(run_dir, device="cuda")
 
 

@@ -84,7 +84,7 @@ def test_evaluate_adds_test_accuracy(runs: dict[str, Path], tmp_path: Path) -> N
     # a run whose dataset is missing gets a note, not a failure
     [record] = collect([run], evaluate=True, device="cpu", progress=False,
                        dataset_dir=tmp_path / "nowhere")
-    assert record.ok and any(note.startswith("--evaluate:") for note in record.notes)
+    assert record.ok and any(note.startswith("`evaluate`:") for note in record.notes)
 
 
 def test_table_of_runs(runs: dict[str, Path]) -> None:

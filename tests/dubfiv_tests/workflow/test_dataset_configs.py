@@ -132,7 +132,7 @@ def test_key_that_is_no_sampler_parameter(tmp_path: Path, capsys: pytest.Capture
     assert not out.exists()
     grid = tmp_path / "grid.toml"
     grid.write_text("[grid]\nnot_a_key = [1]\n")
-    with pytest.raises(WorkflowError, match=re.escape(f"--grid_file {grid}: grid.not_a_key")):
+    with pytest.raises(WorkflowError, match=re.escape(f"`grid_file` {grid}: grid.not_a_key")):
         build_variants(SMALL, "x", out, grid_file=grid)
     with pytest.raises(WorkflowError, match=re.escape("'test2.n_samples' is not a parameter")):
         build_variants(SMALL, "x", out, grid_args=["test2.n_samples=5"])

@@ -90,7 +90,7 @@ def test_missing_inputs_are_skipped_with_a_note(run_copy: Path, tmp_path: Path,
     assert "dubfiv_ground_truth" in index["ground_truth"]["note"]
     assert "dubfiv_supervised_analysis" in index["regression"]["note"]
     for name in ("baseline", "counterfactual", "concepts"):
-        assert index[name]["files"] == [] and "--dataset_dir" in index[name]["note"]
+        assert index[name]["files"] == [] and "`dataset_dir`" in index[name]["note"]
         assert f"{name}" in printed and "skipped" in printed
     assert not (out / "training.pdf").exists()
 
