@@ -13,8 +13,34 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dubfiv.cli._oneline import OneLineParser, fail
+from dubfiv.errors import DubfivError
+from two4two.errors import Two4TwoError
 
 PROG = "dubfiv_export_user_study"
+
+#: ExportConfig field -> the flag that sets it (errors name the field; we show the flag).
+FLAGS = {
+    "run_dir": "--model", "output": "--output", "condition": "--condition",
+    "image_base_url": "--image-base-url", "seed": "--seed", "dataset_dir": "--dataset_dir",
+    "device": "--device", "rows": "--rows", "n_tasks": "--n_tasks", "head": "--head",
+    "n_samples": "--n_samples", "p_hi": "--p_hi", "n_concepts": "--n_concepts",
+    "concept_images": "--concept_images", "concept_fit_images": "--concept_fit_images",
+    "dpi": "--dpi", "prolific_completion_code": "--prolific-completion-code",
+    "tutorial": "--no_tutorial", "tutorial_resolution": "--tutorial_resolution",
+    "tutorial_samples": "--tutorial_samples", "comprehension_checks": "--comprehension_checks",
+}
+
+
+def flag_message(error: BaseException) -> str:
+    """The error's message with its leading setting name (``error.parameter``) as a flag."""
+    text = str(error)
+    parameter = getattr(error, "parameter", None)
+    flag = FLAGS.get(parameter or "")
+    if flag and text.startswith(parameter):
+        return flag + text[len(parameter):]
+    if flag:
+        return f"{flag}: {text}"
+    return text
 
 
 def build_parser() -> OneLineParser:
@@ -26,9 +52,12 @@ def build_parser() -> OneLineParser:
         "(baseline grid, INN counterfactuals, concepts) the figures at print quality, every "
         "cell as an image and JSON records of what each image shows; the attribute questions "
         "(answered by <RUN_DIR>/ground_truth/ground_truth.json where it exists, else left "
-        "open) and prediction tasks; study.json, a Qualtrics survey (study.qsf), an offline "
-        "preview (index.html) and manifest.json. The folder is built beside the destination "
-        "and renamed into place; a rerun replaces an earlier export.",
+        "open) and prediction tasks; a tutorial rendered with two4two with comprehension "
+        "checks, attention checks, optionally Prolific's parameters and redirect; "
+        "study.json, a Qualtrics survey (study.qsf), a researcher preview (index.html) and "
+        "manifest.json. Only the folder public/ (neutral-named images) is to be hosted. The "
+        "folder is built beside the destination and renamed into place; a rerun replaces an "
+        "earlier export.",
     )
     parser.add_argument("--model", required=True, metavar="RUN_DIR", type=Path,
                         help="run directory (ours or the paper's released model)")
@@ -38,8 +67,8 @@ def build_parser() -> OneLineParser:
                         help=f"study folder (default: <RUN_DIR>/{DEFAULT_OUTPUT_NAME})")
     parser.add_argument("--image-base-url", "--image_base_url", dest="image_base_url",
                         metavar="URL", default=PLACEHOLDER_BASE_URL,
-                        help="http(s) address the study folder will be hosted at; the survey "
-                        "shows URL/<path in the folder> (default: the placeholder "
+                        help="http(s) address the folder public/ of the export will be hosted "
+                        "at; the survey shows URL/<image name> (default: the placeholder "
                         "%(default)s, which must be replaced; see docs/user_study.md)")
     parser.add_argument("--seed", type=int, default=0, metavar="N",
                         help="seed of the data sample and every draw (default: 0)")
@@ -69,6 +98,22 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--dpi", type=int, default=300,
                         help="resolution stored in every PNG; figures are rendered at it "
                         "(default: 300)")
+    parser.add_argument("--prolific-completion-code", "--prolific_completion_code",
+                        dest="prolific_completion_code", metavar="CODE",
+                        help="run the survey on Prolific: record PROLIFIC_PID, STUDY_ID and "
+                        "SESSION_ID from the URL and send participants who finish to "
+                        "https://app.prolific.com/submissions/complete?cc=CODE")
+    parser.add_argument("--no_tutorial", "--no-tutorial", dest="tutorial",
+                        action="store_false",
+                        help="leave out the tutorial (rendered with two4two) and its "
+                        "comprehension checks")
+    parser.add_argument("--tutorial_resolution", type=int, default=128, metavar="PX",
+                        help="size of the tutorial renders in pixels (default: 128)")
+    parser.add_argument("--tutorial_samples", type=int, default=32, metavar="N",
+                        help="Cycles samples per pixel of the tutorial renders (default: 32)")
+    parser.add_argument("--comprehension_checks", type=int, default=2, metavar="N",
+                        help="comprehension questions after the tutorial; a wrong answer "
+                        "ends the survey (default: 2)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
@@ -77,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dubfiv_export_user_study``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    from dubfiv.study.export import ExportConfig, ExportError, export_user_study
+    from dubfiv.study.export import ExportConfig, export_user_study
 
     config = ExportConfig(
         run_dir=args.model, output=args.output, condition=args.condition,
@@ -85,8 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=args.device, rows=args.rows, n_tasks=args.n_tasks, head=args.head,
         n_samples=args.n_samples, p_hi=args.p_hi, n_concepts=args.n_concepts,
         concept_images=args.concept_images, concept_fit_images=args.concept_fit_images,
-        dpi=args.dpi,
-        progress=not args.quiet)
+        dpi=args.dpi, prolific_completion_code=args.prolific_completion_code,
+        tutorial=args.tutorial, tutorial_resolution=args.tutorial_resolution,
+        tutorial_samples=args.tutorial_samples,
+        comprehension_checks=args.comprehension_checks, progress=not args.quiet)
 
     def log(message: str) -> None:
         if not args.quiet:
@@ -94,11 +141,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         result = export_user_study(config, [PROG, *argv], log)
-    except ExportError as error:
-        return fail(PROG, error)
+    except (DubfivError, Two4TwoError) as error:
+        return fail(PROG, flag_message(error))
     n_files = len(result.manifest["files"])
+    study = result.study
+    hosted = sum(1 for e in result.manifest["files"]
+                 if e["path"].startswith(study.public_dir + "/"))
     print(f"wrote {result.output} ({n_files} files + manifest.json) in "
-          f"{result.seconds['total']:.1f} s")
+          f"{result.seconds['total']:.1f} s; host only {result.output / study.public_dir} "
+          f"({hosted} images); the survey takes about {study.estimated_minutes} minutes")
     for note in result.notes:
         print(f"note: {note}")
     return 0

@@ -31,6 +31,8 @@ from dubfiv.files import atomic_write_text
 
 __all__ = [
     "CONDITION_KEYS",
+    "EARLY_END_REASONS",
+    "MIN_IMAGE_PX",
     "STUDY_JSON",
     "Attribute",
     "CheckQuestion",
@@ -41,7 +43,11 @@ __all__ = [
     "Study",
     "StudyError",
     "StudyImage",
+    "consent_with_duration",
+    "default_attention_checks",
     "default_attributes",
+    "display_width",
+    "img_tag",
     "render_page_html",
     "write_text_atomic",
 ]
@@ -243,11 +249,57 @@ class CheckQuestion:
         return cls(**data)
 
 
+def default_attention_checks() -> list[CheckQuestion]:
+    """Two instructional attention checks: the instruction sits inside the question text.
+
+    The survey puts the first between the two matrices of the attribute page and
+    the second among the prediction tasks (:func:`dubfiv.study.layout.attention_slots`).
+    """
+    return [
+        CheckQuestion(
+            "attention_1", "attention",
+            "<p>How did you decide on your answers above? People often answer questions "
+            "like this without reading them to the end. To show that you read this one, "
+            "please ignore the question and choose <b>None of these</b>.</p>",
+            ["I looked at the explanation again", "I answered from memory", "I guessed",
+             "None of these"], 4),
+        CheckQuestion(
+            "attention_2", "attention",
+            "<p>Which colour do you think suits the animals best? This question is not about "
+            "the model. To show that you are reading the instructions, please choose "
+            "<b>orange</b>, whatever your opinion.</p>",
+            ["blue", "green", "orange", "purple", "I have no opinion"], 3),
+    ]
+
+
+def consent_with_duration(minutes: int, prolific: bool = False, tutorial: bool = True,
+                          attention: bool = True) -> str:
+    """The consent text naming the estimated duration, the device, the tutorial and checks."""
+    parts = []
+    if tutorial:
+        parts.append("First a short tutorial shows what the images look like, with a few "
+                     "questions on it; if an answer is wrong, the study ends early.")
+    if attention:
+        parts.append("Some questions check that you read the instructions.")
+    if prolific:
+        parts.append("At the end you are sent back to Prolific with the completion code.")
+    return (
+        "<p>This study is part of a research project on explanations of image classifiers. "
+        f"It takes about <b>{minutes} minutes</b>. Participation is voluntary and anonymous; "
+        "you may stop at any time.</p>"
+        "<p>Please take part on a <b>desktop or laptop computer</b> with a screen at least "
+        "1024 pixels wide: the study shows rows of images that are too small on a phone or "
+        "tablet.</p>"
+        + (f"<p>{' '.join(parts)}</p>" if parts else ""))
+
+
 _DEFAULT_CONSENT = (
     "<p>This study is part of a research project on explanations of image "
-    "classifiers. It takes about 20 minutes. Participation is voluntary and "
-    "anonymous; you may stop at any time.</p>"
+    "classifiers. Participation is voluntary and anonymous; you may stop at any "
+    "time.</p>"
 )
+#: Why a survey can end early (:meth:`Study.early_end_text`).
+EARLY_END_REASONS = ("declined", "device", "comprehension")
 
 
 @dataclasses.dataclass
@@ -277,6 +329,30 @@ class Study:
     checks: list[CheckQuestion] = dataclasses.field(default_factory=list)
     seed: int = 0
     format_version: int = FORMAT_VERSION
+    public_dir: str = ""
+    """Folder (relative to the study folder) that is hosted; every image lies under it
+    and its URL is ``image_base_url/<path below public_dir>``. Empty: the whole
+    study folder is hosted (image URL = ``image_base_url/<path>``)."""
+    tutorial_intro: str = ""
+    """HTML of the tutorial's first page (shown after consent, before the condition)."""
+    tutorial: list[Page] = dataclasses.field(default_factory=list)
+    """The tutorial's pages, e.g. one row of rendered images per attribute."""
+    comprehension_page: Page | None = None
+    """The page (text and images) above the comprehension checks (``checks`` of kind
+    ``comprehension``); those are asked on the same survey page, after the tutorial."""
+    device_question: str = (
+        "This study needs a <b>desktop or laptop computer</b> (the images are too small on "
+        "a phone or tablet). Which device are you using?")
+    """Asked on the consent page; ``device_choices[0]`` is the accepted answer, any
+    other one ends the survey (:meth:`early_end_text` ``"device"``). Export tag
+    ``device``. Empty ``device_choices``: not asked."""
+    device_choices: list[str] = dataclasses.field(default_factory=lambda: [
+        "a desktop or laptop computer", "a tablet", "a phone"])
+    prolific_completion_code: str | None = None
+    """Prolific study: record PROLIFIC_PID, STUDY_ID, SESSION_ID from the URL and
+    redirect to Prolific's completion URL with this code at the end."""
+    estimated_minutes: int | None = None
+    """Estimated minutes to complete (:mod:`dubfiv.study.duration`), named in the consent."""
 
     # ------------------------------------------------------------------ helpers
 
@@ -286,8 +362,54 @@ class Study:
 
     def images(self) -> list[StudyImage]:
         """Every image of the study, in the order they appear (duplicates kept)."""
-        out = [img for c in self.conditions for p in c.pages for img in p.images]
+        out = [img for p in self.tutorial_pages() for img in p.images]
+        out += [img for c in self.conditions for p in c.pages for img in p.images]
         return out + [t.image for t in self.tasks]
+
+    def tutorial_pages(self) -> list[Page]:
+        """The tutorial's pages and, last, the comprehension page (if any)."""
+        return self.tutorial + ([self.comprehension_page] if self.comprehension_page else [])
+
+    def checks_of(self, kind: str) -> list[CheckQuestion]:
+        """The checks of one kind (``attention`` or ``comprehension``), in order."""
+        return [c for c in self.checks if c.kind == kind]
+
+    def hosted_path(self, image: StudyImage) -> str:
+        """The image's path below the hosted folder (:attr:`public_dir`)."""
+        if not self.public_dir:
+            return image.path
+        prefix = self.public_dir.rstrip("/") + "/"
+        if not image.path.startswith(prefix):
+            raise StudyError(f"image {image.path!r} is not in the hosted folder "
+                             f"{self.public_dir!r} (public_dir)")
+        return image.path[len(prefix):]
+
+    @property
+    def prolific(self) -> bool:
+        """Whether the survey is set up for Prolific (a completion code is set)."""
+        return bool(self.prolific_completion_code)
+
+    def early_end_text(self, reason: str) -> str:
+        """HTML shown when the survey ends early, saying why (``reason`` in
+        :data:`EARLY_END_REASONS`); on Prolific it asks to return the submission."""
+        why = {
+            "declined": "You chose not to take part, so the study ends here. Thank you for "
+                        "your time.",
+            "device": "This study needs a desktop or laptop computer, so it ends here. "
+                      "Thank you for your time.",
+            "comprehension": "One of your answers to the questions about the tutorial was "
+                             "not correct. The study needs a good understanding of the "
+                             "tutorial, so it ends here. Thank you for your time; your "
+                             "answers have been recorded.",
+        }
+        if reason not in why:
+            raise StudyError(f"unknown early-end reason {reason!r}; one of {EARLY_END_REASONS}")
+        text = f"<p>{why[reason]}</p>"
+        if self.prolific:
+            text += ("<p><b>Please return your submission on Prolific</b> (click "
+                     "&ldquo;Stop without completing&rdquo; or &ldquo;Return "
+                     "submission&rdquo;): you will not get a completion code.</p>")
+        return text
 
     def condition(self, key: str) -> Condition:
         for cond in self.conditions:
@@ -335,26 +457,43 @@ class Study:
                                 f"is not one of {self.class_names}")
             if task.model_logit != task.model_logit:
                 problems.append(f"task {task.key!r}: model_logit is NaN")
-        for cond in self.conditions:
-            for i, page in enumerate(cond.pages):
-                grid = page.grid
-                if grid is None:
-                    continue
-                where = f"condition {cond.key!r} page {i}"
-                if grid.rows * grid.cols != len(page.images):
-                    problems.append(f"{where}: grid {grid.rows}x{grid.cols} needs "
-                                    f"{grid.rows * grid.cols} images, has {len(page.images)}")
-                if grid.row_labels and len(grid.row_labels) != grid.rows:
-                    problems.append(f"{where}: {len(grid.row_labels)} row labels for "
-                                    f"{grid.rows} rows")
-                if grid.col_labels and len(grid.col_labels) != grid.cols:
-                    problems.append(f"{where}: {len(grid.col_labels)} column labels for "
-                                    f"{grid.cols} columns")
+        if self.device_choices and len(self.device_choices) < 2:
+            problems.append("device_choices needs the accepted answer and at least one other")
+        code = self.prolific_completion_code
+        if code is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", code):
+            problems.append(f"prolific_completion_code {code!r} must be letters, digits, '_' "
+                            "or '-' (as Prolific shows it)")
+        if self.comprehension_page is not None and not self.checks_of("comprehension"):
+            problems.append("a comprehension_page needs checks of kind 'comprehension'")
+        if self.public_dir:
+            pure_dir = PurePosixPath(self.public_dir)
+            if pure_dir.is_absolute() or ".." in pure_dir.parts or "\\" in self.public_dir:
+                problems.append(f"public_dir {self.public_dir!r} must be a relative folder")
+        paged = [(f"condition {c.key!r} page {i}", p) for c in self.conditions
+                 for i, p in enumerate(c.pages)]
+        paged += [(f"tutorial page {i}", p) for i, p in enumerate(self.tutorial_pages())]
+        for where, page in paged:
+            grid = page.grid
+            if grid is None:
+                continue
+            if grid.rows * grid.cols != len(page.images):
+                problems.append(f"{where}: grid {grid.rows}x{grid.cols} needs "
+                                f"{grid.rows * grid.cols} images, has {len(page.images)}")
+            if grid.row_labels and len(grid.row_labels) != grid.rows:
+                problems.append(f"{where}: {len(grid.row_labels)} row labels for "
+                                f"{grid.rows} rows")
+            if grid.col_labels and len(grid.col_labels) != grid.cols:
+                problems.append(f"{where}: {len(grid.col_labels)} column labels for "
+                                f"{grid.cols} columns")
+        prefix = self.public_dir.rstrip("/") + "/" if self.public_dir else ""
         for img in self.images():
             pure = PurePosixPath(img.path)
             if pure.is_absolute() or ".." in pure.parts or "\\" in img.path or not img.path:
                 problems.append(f"image path {img.path!r} must be relative to the study "
                                 "folder, with '/' and without '..'")
+            elif prefix and not img.path.startswith(prefix):
+                problems.append(f"image {img.path!r} is not in the hosted folder "
+                                f"{self.public_dir!r}")
             elif folder is not None:
                 problems.extend(_check_image_file(Path(folder), img))
         return problems
@@ -389,6 +528,12 @@ class Study:
         if "checks" in data:
             kwargs["checks"] = [CheckQuestion.from_dict(d, f"{where}: checks[{i}]")
                                 for i, d in enumerate(data["checks"])]
+        if "tutorial" in data:
+            kwargs["tutorial"] = [Page.from_dict(d, f"{where}: tutorial[{i}]")
+                                  for i, d in enumerate(data["tutorial"])]
+        if data.get("comprehension_page") is not None:
+            kwargs["comprehension_page"] = Page.from_dict(data["comprehension_page"],
+                                                          f"{where}: comprehension_page")
         return cls(**kwargs)
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
@@ -437,16 +582,28 @@ def write_text_atomic(path: Path, text: str) -> None:
 # ---------------------------------------------------------------------- HTML
 
 
-def _img_tag(img: StudyImage, src: str, max_width: int | None = None) -> str:
-    """An ``<img>``; ``max_width`` (CSS px) fixes the display width of grid cells."""
+MIN_IMAGE_PX = 128
+"""Smallest on-screen width (CSS px) of any study image: cells stay legible."""
+MAX_ROW_PX = 720
+"""A grid row's images share about this many CSS px (but each gets at least MIN_IMAGE_PX)."""
+
+
+def display_width(img: StudyImage, cols: int = 1) -> int:
+    """CSS width of an image shown in a row of ``cols`` images (at least MIN_IMAGE_PX)."""
+    share = MAX_ROW_PX // max(cols, 1)
+    if cols == 1 and img.width:
+        share = min(img.width, MAX_ROW_PX)
+    return max(MIN_IMAGE_PX, share)
+
+
+def img_tag(img: StudyImage, src: str, width: int) -> str:
+    """An ``<img>`` shown ``width`` CSS px wide; ``max-width:none`` so that a survey theme's
+    ``max-width:100%`` cannot shrink it below that (a wide row scrolls instead)."""
     attrs = [f'src="{html.escape(src, quote=True)}"',
              f'alt="{html.escape(img.alt or img.caption, quote=True)}"']
-    style = "max-width:100%;height:auto;"
-    if max_width is not None:
-        style = f"width:{max_width}px;max-width:100%;height:auto;"
     if img.width and img.height:
         attrs += [f'width="{img.width}"', f'height="{img.height}"']
-    attrs.append(f'style="{style}"')
+    attrs.append(f'style="width:{width}px;max-width:none;height:auto;"')
     return "<img " + " ".join(attrs) + ">"
 
 
@@ -457,6 +614,8 @@ def render_page_html(page: Page, src_for: Callable[[StudyImage], str],
     ``src_for`` maps an image to its ``src`` (a URL for Qualtrics, a relative
     path for the preview). Titles, captions and labels are escaped; ``page.text``
     is HTML and inserted as is. Inline styles only (Qualtrics drops ``<style>``).
+    Every image is at least :data:`MIN_IMAGE_PX` CSS px wide; a table wider than
+    the page scrolls sideways (``overflow-x:auto``).
     """
     parts = [f"<{heading}>{html.escape(page.title)}</{heading}>"]
     if page.text:
@@ -464,27 +623,30 @@ def render_page_html(page: Page, src_for: Callable[[StudyImage], str],
     grid = page.grid
     if grid is None:
         for img in page.images:
-            parts.append('<figure style="margin:0.5em 0;">' + _img_tag(img, src_for(img)))
+            parts.append('<figure style="margin:0.5em 0;overflow-x:auto;">'
+                         + img_tag(img, src_for(img), display_width(img)))
             if img.caption:
                 parts.append(f"<figcaption>{html.escape(img.caption)}</figcaption>")
             parts.append("</figure>")
         return "\n".join(parts)
     cell = "padding:2px;text-align:center;vertical-align:middle;"
-    # fixed layout: equal columns, so a short column label does not shrink its images
-    rows = ['<table style="border-collapse:collapse;margin:0.5em 0;table-layout:fixed;'
-            'width:100%;">']
+    rows = ['<div style="overflow-x:auto;">',
+            '<table style="border-collapse:collapse;margin:0.5em 0;">']
     if grid.col_labels:
         head = f'<th style="{cell}"></th>' if grid.row_labels else ""
         head += "".join(f'<th style="{cell}">{html.escape(lab)}</th>' for lab in grid.col_labels)
         rows.append(f"<tr>{head}</tr>")
-    width = max(60, 720 // max(grid.cols, 1))
     for r in range(grid.rows):
         cells = ""
         if grid.row_labels:
             cells += f'<th style="{cell}">{html.escape(grid.row_labels[r])}</th>'
         for c in range(grid.cols):
             img = page.images[r * grid.cols + c]
-            cells += f'<td style="{cell}">{_img_tag(img, src_for(img), width)}</td>'
+            caption = (f'<br><span style="font-size:0.9em;">{html.escape(img.caption)}</span>'
+                       if img.caption else "")
+            cells += (f'<td style="{cell}">'
+                      f"{img_tag(img, src_for(img), display_width(img, grid.cols))}"
+                      f"{caption}</td>")
         rows.append(f"<tr>{cells}</tr>")
-    rows.append("</table>")
+    rows += ["</table>", "</div>"]
     return "\n".join(parts + rows)

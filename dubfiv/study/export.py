@@ -2,24 +2,35 @@
 
 :func:`export_user_study` turns a run directory into one folder::
 
-    study.json            the study (dubfiv.study.content.Study)
-    study.qsf             the Qualtrics survey (images at IMAGE_BASE_URL/<path>)
-    index.html            offline preview of the whole study
-    README.md             what the folder holds; how to host the images
-    export.json           settings, run, data, ground-truth source, notes
-    figures/<cond>.png    each condition's whole figure (print quality)
-    images/<cond>/*.png   every cell as its own image (what the survey shows)
-    images/tasks/*.png    the prediction-task images
-    records/<cond>.json   what each image shows (ids, logits, bins, scene parameters)
-    records/task.json     attribute questions with their answers; prediction tasks
-    manifest.json         every file with its sha256, run, config, command line, version
+    public/<hex>.png          every image a participant loads, neutrally named: the only
+                              folder to put on a web server (IMAGE_BASE_URL/<hex>.png)
+    study.json                the study (dubfiv.study.content.Study)
+    study.qsf                 the Qualtrics survey
+    index.html                researcher preview of the whole study (with the answers)
+    README.md                 what the folder holds; what to host
+    export.json               settings, run, data, ground truth, duration estimate, notes
+    figures/<cond>.png        each condition's whole figure (print quality, labelled)
+    records/<cond>.json       what each image shows (ids, logits, bins, scene parameters)
+    records/task.json         attribute questions with their answers; prediction tasks
+    records/tutorial.json     the tutorial's scenes and checks
+    records/image_names.json  the private table: neutral name -> what the image is
+    manifest.json             every file with its sha256, run, config, command line, version
+
+The survey has a consent page (with the estimated duration and a device
+question), a tutorial rendered with two4two (:mod:`dubfiv.study.tutorial`)
+ending in comprehension checks, one randomly assigned condition, the attribute
+questions with the explanation shown again above them (only the attributes
+with a ground truth, when there is one), prediction tasks with an attention
+check among them, and, with a Prolific completion code, Prolific's URL
+parameters and completion redirect (:mod:`dubfiv.study.qualtrics`).
 
 Everything is checked before anything is written (:func:`preflight`: the
 condition, the image base URL, the run and its head, the output folder), the
 folder is built beside the destination and renamed into place
 (:func:`dubfiv.study.bundle.build_atomically`), so a failed export leaves the
 destination as it was and a rerun replaces an earlier export in one step.
-``manifest.json`` is written last.
+``manifest.json`` is written last. Errors name the :class:`ExportConfig`
+field (``ExportError.parameter``); the command maps it to its flag.
 """
 
 from __future__ import annotations
@@ -38,11 +49,15 @@ from dubfiv.explain.records import write_json
 from dubfiv.study.bundle import BundleError, build_atomically, check_writable, write_manifest
 from dubfiv.study.content import (
     CONDITION_KEYS,
+    Attribute,
     Study,
     StudyError,
+    consent_with_duration,
+    default_attention_checks,
     default_attributes,
     write_text_atomic,
 )
+from dubfiv.study.duration import estimate
 from dubfiv.study.figures import (
     Material,
     MaterialError,
@@ -51,9 +66,12 @@ from dubfiv.study.figures import (
     concepts_material,
     inn_material,
 )
+from dubfiv.study.names import PUBLIC_DIR, ImageNamer
 from dubfiv.study.preview import write_preview
 from dubfiv.study.qualtrics import QsfError, validate_qsf, write_qsf
 from dubfiv.study.task import answer_attributes, prediction_tasks, read_ground_truth
+from dubfiv.study.tutorial import TutorialError, TutorialSettings, build_tutorial
+from two4two.errors import Two4TwoError
 
 if TYPE_CHECKING:
     from dubfiv.analysis import Analysis
@@ -65,6 +83,8 @@ __all__ = [
     "ExportConfig",
     "ExportError",
     "ExportResult",
+    "asked_attributes",
+    "check_public_folder",
     "export_user_study",
     "preflight",
     "replace_image_urls",
@@ -80,7 +100,15 @@ README = "README.md"
 
 
 class ExportError(DubfivError, ValueError):
-    """The export cannot run as asked; the message names the flag or path and the fix."""
+    """The export cannot run as asked; the message names the setting or path and the fix.
+
+    ``parameter`` is the :class:`ExportConfig` field the message starts with (e.g.
+    ``rows``), if any, so a command can name its own flag for it.
+    """
+
+    def __init__(self, message: str, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
 
 
 @dataclasses.dataclass
@@ -91,8 +119,15 @@ class ExportConfig:
         run_dir: the run directory (``--model``).
         output: the study folder (``--output``; default ``<run_dir>/user_study``).
         condition: ``all`` or one of ``baseline``, ``inn``, ``concepts`` (``--condition``).
-        image_base_url: http(s) URL the images will be hosted under, keeping the
-            folder layout (``--image-base-url``).
+        image_base_url: http(s) URL the folder ``public/`` will be hosted at
+            (``--image-base-url``); an image's URL is ``<image_base_url>/<name>.png``.
+        prolific_completion_code: Prolific's completion code; adds the Prolific
+            URL parameters and the completion redirect (``--prolific-completion-code``).
+        tutorial: render the tutorial and its comprehension checks (``--no_tutorial``).
+        tutorial_resolution, tutorial_samples: size (px) and Cycles samples of the
+            tutorial renders (``--tutorial_resolution``, ``--tutorial_samples``).
+        comprehension_checks: comprehension questions after the tutorial.
+        attention_checks: add the two instructional attention checks.
         seed: seed of every random draw (``--seed``).
         dataset_dir: folder holding the run's dataset (``--dataset_dir``).
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``None`` (CUDA if available).
@@ -136,6 +171,12 @@ class ExportConfig:
     cache: bool = True
     progress: bool = True
     name: str | None = None
+    prolific_completion_code: str | None = None
+    tutorial: bool = True
+    tutorial_resolution: int = 128
+    tutorial_samples: int = 32
+    comprehension_checks: int = 2
+    attention_checks: bool = True
 
     @property
     def conditions(self) -> tuple[str, ...]:
@@ -162,88 +203,110 @@ class ExportResult:
 
 
 def _check_base_url(url: str) -> None:
+    param = "image_base_url"
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ExportError(f"--image-base-url {url!r} must be an http(s) URL such as "
-                          "https://user.github.io/my-study (where the exported folder will be "
-                          "hosted)")
+        raise ExportError(f"image_base_url {url!r} must be an http(s) URL such as "
+                          "https://user.github.io/my-study (where the folder public/ will be "
+                          "hosted)", param)
     if any(ch.isspace() or ch in '"<>\\' for ch in url):
-        raise ExportError(f"--image-base-url {url!r} contains spaces, quotes or angle "
-                          "brackets; percent-encode them (a space is %20)")
+        raise ExportError(f"image_base_url {url!r} contains spaces, quotes or angle "
+                          "brackets; percent-encode them (a space is %20)", param)
     if parsed.query or parsed.fragment:
-        raise ExportError(f"--image-base-url {url!r} must not have a query or fragment: image "
-                          "paths are appended to it")
+        raise ExportError(f"image_base_url {url!r} must not have a query or fragment: image "
+                          "names are appended to it", param)
 
 
 def preflight(config: ExportConfig) -> Path:
     """Check everything that can be checked without loading the model; return the checkpoint.
 
     Raises:
-        ExportError: a bad flag value, a missing run or checkpoint, or an output
-            folder that cannot be written (the message names the flag and path).
+        ExportError: a bad setting, a missing run or checkpoint, or an output
+            folder that cannot be written (the message names the setting and path).
     """
     from dubfiv.runs import RunError, find_checkpoint
 
     if config.concept_method not in ("nmf", "pca"):
-        raise ExportError(f"--concept_method {config.concept_method!r} must be nmf or pca")
+        raise ExportError(f"concept_method {config.concept_method!r} must be nmf or pca",
+                          "concept_method")
     if config.condition not in CONDITION_CHOICES:
-        raise ExportError(f"--condition {config.condition!r} is not one of "
-                          f"{', '.join(CONDITION_CHOICES)}")
+        raise ExportError(f"condition {config.condition!r} is not one of "
+                          f"{', '.join(CONDITION_CHOICES)}", "condition")
     _check_base_url(config.image_base_url)
-    for flag, value, low in (("--rows", config.rows, 1), ("--n_tasks", config.n_tasks, 1),
-                             ("--dpi", config.dpi, 72), ("--n_concepts", config.n_concepts, 1),
-                             ("--concept_images", config.concept_images, 1),
-                             ("--concepts_per_sign", config.concepts_per_sign, 1),
-                             ("--cell_pixels", config.cell_pixels, 1),
-                             ("--head", config.head, 0), ("--n_samples", config.n_samples, 0)):
+    for name, value, low in (("rows", config.rows, 1), ("n_tasks", config.n_tasks, 1),
+                             ("dpi", config.dpi, 72), ("n_concepts", config.n_concepts, 1),
+                             ("concept_images", config.concept_images, 1),
+                             ("concepts_per_sign", config.concepts_per_sign, 1),
+                             ("cell_pixels", config.cell_pixels, 1),
+                             ("head", config.head, 0), ("n_samples", config.n_samples, 0)):
         if value < low:
-            raise ExportError(f"{flag} must be at least {low}, got {value}")
+            raise ExportError(f"{name} must be at least {low}, got {value}", name)
+    code = config.prolific_completion_code
+    if code is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", code):
+        raise ExportError(f"prolific_completion_code {code!r} must be the code Prolific shows "
+                          "(letters, digits, '_' or '-', at most 64)", "prolific_completion_code")
+    if config.tutorial:
+        try:
+            _tutorial_settings(config).check()
+        except TutorialError as exc:
+            raise ExportError(str(exc), exc.parameter) from exc
     if config.device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", config.device):
-        raise ExportError(f"--device {config.device!r} must be cpu, cuda or cuda:N")
+        raise ExportError(f"device {config.device!r} must be cpu, cuda or cuda:N", "device")
     if config.device is not None and config.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise ExportError(f"--device {config.device}: CUDA is not available here; use "
-                              "--device cpu")
+            raise ExportError(f"device {config.device}: CUDA is not available here; use "
+                              "cpu", "device")
     if config.dataset_dir is not None and not Path(config.dataset_dir).is_dir():
-        raise ExportError(f"--dataset_dir {config.dataset_dir}: folder not found")
+        raise ExportError(f"dataset_dir {config.dataset_dir}: folder not found", "dataset_dir")
     try:
         checkpoint = find_checkpoint(config.run_dir)
     except RunError as exc:
-        raise ExportError(f"--model: {exc}") from exc
+        raise ExportError(f"run_dir: {exc}", "run_dir") from exc
     try:
         check_writable(config.destination)
     except BundleError as exc:
-        raise ExportError(f"--output: {exc}") from exc
+        raise ExportError(f"output: {exc}", "output") from exc
     return checkpoint
+
+
+def _tutorial_settings(config: ExportConfig, color_maps: tuple[str, str] | None = None
+                       ) -> TutorialSettings:
+    device = "auto" if config.device is None else (
+        "cpu" if config.device == "cpu" else "gpu")
+    obj_map, bg_map = color_maps or ("coolwarm", "coolwarm")
+    return TutorialSettings(resolution=config.tutorial_resolution,
+                            samples=config.tutorial_samples, device=device,
+                            obj_color_map=obj_map, bg_color_map=bg_map,
+                            n_checks=config.comprehension_checks)
 
 
 def _load(config: ExportConfig) -> Analysis:
     """The run's :class:`~dubfiv.analysis.Analysis` (after checking it has the head)."""
     from dubfiv.analysis import Analysis, AnalysisError
-    from dubfiv.cli._oneline import user_errors
     from dubfiv.runs import load_run, resolve_device
 
     try:
         run = load_run(config.run_dir, device=resolve_device(config.device))
-    except user_errors() as exc:
-        raise ExportError(f"--model: {exc}") from exc
+    except (DubfivError, Two4TwoError) as exc:
+        raise ExportError(f"run_dir: {exc}", "run_dir") from exc
     if not run.heads:
-        raise ExportError(f"--model {config.run_dir}: the run has no head (no [[classifiers]] "
+        raise ExportError(f"run_dir {config.run_dir}: the run has no head (no [[classifiers]] "
                           "in its checkpoint), so there is no prediction to explain; train it "
-                          "with a [[classifiers]] table")
+                          "with a [[classifiers]] table", "run_dir")
     if config.head >= len(run.heads):
-        raise ExportError(f"--head {config.head}: the run has {len(run.heads)} head(s)")
+        raise ExportError(f"head {config.head}: the run has {len(run.heads)} head(s)", "head")
     try:
         return Analysis.from_run(
             run, dataset_dir=config.dataset_dir,
             n_samples=config.n_samples, seed=config.seed, head=config.head,
             batch_size=config.batch_size, cache=config.cache, progress=config.progress)
     except AnalysisError as exc:
-        raise ExportError(f"--dataset_dir: {exc}") from exc
-    except user_errors() as exc:
-        raise ExportError(f"--model/--dataset_dir: {exc}") from exc
+        raise ExportError(f"dataset_dir: {exc}", "dataset_dir") from exc
+    except (DubfivError, Two4TwoError) as exc:
+        raise ExportError(f"dataset_dir: {exc} (the run's data, from run_dir or dataset_dir)",
+                          "dataset_dir") from exc
 
 
 def _class_names(label_attribute: str) -> tuple[str, str]:
@@ -257,33 +320,90 @@ def _class_names(label_attribute: str) -> tuple[str, str]:
 # ---------------------------------------------------------------------- the export
 
 
-def _readme(study: Study, config: ExportConfig, placeholder: bool) -> str:
+def _readme(study: Study, config: ExportConfig, placeholder: bool, minutes: int) -> str:
     warning = (
         f"\n**The images are referenced under the placeholder `{config.image_base_url}`.** "
-        "Host this folder somewhere and export again with `--image-base-url` set to its "
-        "address before importing `study.qsf` into Qualtrics.\n" if placeholder else "")
+        "Host the folder `public/` somewhere and export again with `--image-base-url` set to "
+        "its address before importing `study.qsf` into Qualtrics.\n" if placeholder else "")
     conditions = ", ".join(f"`{c.key}`" for c in study.conditions)
+    prolific = (f"Prolific: completion code `{study.prolific_completion_code}` (the survey "
+                "reads PROLIFIC_PID, STUDY_ID and SESSION_ID from the URL and redirects to "
+                "Prolific at the end).\n" if study.prolific else "")
     return f"""# {study.name}
 
 Exported by `dubfiv_export_user_study` from the run `{Path(config.run_dir).absolute()}`.
 Conditions: {conditions}; {len(study.attributes)} attribute questions;
-{len(study.tasks)} prediction tasks.
-{warning}
-- `index.html` -- open it in a browser to preview the whole study offline.
+{len(study.tasks)} prediction tasks; {len(study.tutorial)} tutorial pages;
+{len(study.checks_of("comprehension"))} comprehension and
+{len(study.checks_of("attention"))} attention checks; about {minutes} minutes.
+{prolific}{warning}
+## What to host
+
+Only the folder **`public/`**: it holds every image a participant's browser loads, with
+neutral names (`<16 hex digits>.png`), and nothing else. Upload its files to a static
+HTTPS host (GitHub Pages, an S3 bucket, a university web server) so that
+`{config.image_base_url}/<name>.png` serves them. **Do not host anything else of this
+folder**: `records/`, `figures/`, `study.json` and `index.html` hold the answers (ground
+truth, logits, labels, which image is which).
+
+## The rest (private)
+
 - `study.qsf` -- import it into Qualtrics ("Create project" > "Survey" > "Import a QSF
-  file"). Every image is referenced as `{config.image_base_url}/<path in this folder>`,
-  e.g. `{config.image_base_url}/images/baseline/row1_bin1.png`: upload this folder (at
-  least `images/`) to a static web host that keeps the folder layout (GitHub Pages, an
-  S3 bucket, a university web server).
-- `figures/` -- each condition's whole figure at print quality; `images/` -- the single
-  images the survey shows; `records/` -- JSON records of what every image shows, the
-  ground truth of the attribute questions and the prediction tasks.
-- `manifest.json` -- every file with its sha256, the run, its config and the command.
+  file").
+- `index.html` -- the researcher preview of the whole study, with the answers; open it in
+  a browser.
+- `figures/` -- each condition's whole figure at print quality; `records/` -- JSON records
+  of what every image shows, the ground truth, the prediction tasks, the tutorial and
+  `image_names.json`, the table from neutral names to what each image is.
+- `study.json`, `export.json`, `manifest.json` -- the study, the export's settings and
+  duration estimate, and every file with its sha256.
 
 After the survey ran, export the responses from Qualtrics as CSV and run
 `dubfiv_study_results --responses RESPONSES.csv --study THIS_FOLDER`.
 See `docs/user_study.md` in the dubfiv repository for details.
 """
+
+
+def asked_attributes(attributes: Sequence[Attribute]) -> tuple[list[Attribute], list[str]]:
+    """The attributes to ask about: those with a ground truth; all if none has one.
+
+    Returns the asked attributes and the keys of those left out.
+    """
+    known = [a for a in attributes if a.relevant is not None]
+    if not known:
+        return list(attributes), []
+    return known, [a.key for a in attributes if a.relevant is None]
+
+
+def check_public_folder(folder: Path, study: Study) -> None:
+    """Raise :class:`ExportError` unless ``folder/public`` holds exactly the study's images,
+    all PNGs whose names say nothing (16 hex digits)."""
+    public = Path(folder) / study.public_dir
+    on_disk = sorted(p.relative_to(folder).as_posix() for p in public.rglob("*")
+                     if not p.is_dir())
+    wanted = sorted({img.path for img in study.images()})
+    bad = [p for p in on_disk if not re.fullmatch(rf"{re.escape(study.public_dir)}/"
+                                                  r"[0-9a-f]{16}\.png", p)]
+    if on_disk != wanted or bad:
+        extra = sorted(set(on_disk) - set(wanted))
+        missing = sorted(set(wanted) - set(on_disk))
+        raise ExportError(f"the hosted folder {public} is not just the neutral-named images "
+                          f"(a bug): extra {extra[:3]}, missing {missing[:3]}, badly named "
+                          f"{bad[:3]}")
+
+
+def _infer_color_maps(analysis: Analysis) -> tuple[str, str]:
+    """The colour maps of the run's scenes (object, background), default ``coolwarm``."""
+    from dubfiv.study.tutorial import infer_color_map
+
+    try:
+        params = getattr(analysis.open("validation"), "params", None)
+    except (DubfivError, Two4TwoError, OSError, KeyError):
+        params = None
+    if not params:
+        return "coolwarm", "coolwarm"
+    scenes = list(params)[:100]
+    return infer_color_map(scenes, "obj_color"), infer_color_map(scenes, "bg_color")
 
 
 def export_user_study(config: ExportConfig, command_line: Sequence[str] | None = None,
@@ -297,6 +417,8 @@ def export_user_study(config: ExportConfig, command_line: Sequence[str] | None =
 
     Raises:
         ExportError: bad input; nothing was written at the destination.
+        two4two.errors.Two4TwoError: rendering the tutorial failed (e.g. no ``bpy``);
+            nothing was written at the destination.
     """
     say = log or (lambda _msg: None)
     seconds: dict[str, float] = {}
@@ -308,62 +430,92 @@ def export_user_study(config: ExportConfig, command_line: Sequence[str] | None =
     settings = RenderSettings(config.dpi, config.cell_pixels,
                               _class_names(analysis.label_attribute))
     verdicts, gt_info = read_ground_truth(config.run_dir)
-    attributes, gt_sources = answer_attributes(default_attributes(), verdicts)
+    answered, gt_sources = answer_attributes(default_attributes(), verdicts)
+    attributes, left_out = asked_attributes(answered)
     notes = []
     placeholder = config.image_base_url.rstrip("/") == PLACEHOLDER_BASE_URL
     if placeholder:
         notes.append(f"images are referenced under the placeholder {PLACEHOLDER_BASE_URL}; "
-                     "host the study folder and export again with --image-base-url set to "
+                     "host the folder public/ and export again with --image-base-url set to "
                      "its address (see docs/user_study.md)")
     if gt_info["status"] != "read":
-        notes.append(f"no ground truth ({gt_info['status']}: {gt_info['path']}); the "
-                     "attribute answers are left open (run dubfiv_ground_truth first)")
-    elif any(a.relevant is None for a in attributes):
-        open_keys = [a.key for a in attributes if a.relevant is None]
-        notes.append(f"ground truth has no verdict for {', '.join(open_keys)}; left open")
+        notes.append(f"no ground truth ({gt_info['status']}: {gt_info['path']}); all "
+                     "attributes are asked and their answers left open (run "
+                     "dubfiv_ground_truth first)")
+    elif left_out:
+        notes.append(f"ground truth has no verdict for {', '.join(left_out)}; not asked")
+    if config.prolific_completion_code is None:
+        notes.append("no Prolific completion code: the survey neither reads Prolific's URL "
+                     "parameters nor redirects to Prolific (--prolific-completion-code)")
+    name = config.name or f"dubfiv study {Path(config.run_dir).absolute().name}"
     config_path = checkpoint.parent / "experiment.toml"
     args = list(command_line) if command_line is not None else [
         "dubfiv.study.export.export_user_study", json.dumps(
             {k: str(v) for k, v in dataclasses.asdict(config).items()})]
 
     def build(folder: Path) -> Study:
+        namer = ImageNamer(config.seed, name)
+        tutorial = None
+        if config.tutorial:
+            t0 = time.perf_counter()
+            tutorial = build_tutorial(folder, default_attributes(),
+                                      _tutorial_settings(config, _infer_color_maps(analysis)),
+                                      settings, config.seed, namer, say)
+            write_json(folder / "records" / "tutorial.json", tutorial.record)
+            seconds["tutorial"] = time.perf_counter() - t0
         materials: list[Material] = []
         for key in config.conditions:
             t0 = time.perf_counter()
             say(f"condition {key}")
             if key == "baseline":
                 materials.append(baseline_material(analysis, folder, config.rows,
-                                                   config.seed, settings))
+                                                   config.seed, settings, namer))
             elif key == "inn":
                 materials.append(inn_material(analysis, folder, config.rows, config.seed,
-                                              config.p_hi, settings))
+                                              config.p_hi, settings, namer))
             else:
                 materials.append(concepts_material(
                     analysis, folder, config.seed, settings, config.concept_method,
                     config.n_concepts, config.concepts_per_sign, config.concept_images,
                     config.concept_fit_images, config.concept_eval_images,
-                    config.concept_resolution))
+                    config.concept_resolution, namer))
             seconds[key] = time.perf_counter() - t0
         t0 = time.perf_counter()
         say("task material")
         tasks, task_record = prediction_tasks(analysis, folder, config.n_tasks, config.seed,
-                                              settings)
+                                              settings, namer)
+        checks = list(tutorial.checks) if tutorial is not None else []
+        if config.attention_checks:
+            checks += default_attention_checks()
         study = Study(
-            name=config.name or f"dubfiv study {Path(config.run_dir).absolute().name}",
-            conditions=[m.condition for m in materials], attributes=attributes, tasks=tasks,
-            image_base_url=config.image_base_url.rstrip("/"),
-            class_names=list(settings.class_names), seed=config.seed)
+            name=name, conditions=[m.condition for m in materials], attributes=attributes,
+            tasks=tasks, image_base_url=config.image_base_url.rstrip("/"),
+            class_names=list(settings.class_names), seed=config.seed, checks=checks,
+            public_dir=PUBLIC_DIR, prolific_completion_code=config.prolific_completion_code)
+        if tutorial is not None:
+            study.tutorial_intro = tutorial.intro
+            study.tutorial = tutorial.pages
+            study.comprehension_page = tutorial.comprehension_page
+        duration = estimate(study)  # the consent's own words hardly change it
+        study.consent_text = consent_with_duration(
+            duration.minutes, study.prolific, tutorial is not None, config.attention_checks)
+        duration = estimate(study)
+        study.estimated_minutes = duration.minutes
+        namer.write(folder)
         write_json(folder / "records" / "task.json", {
             "attribute_question": study.relevance_question, "ground_truth": gt_info,
-            "attributes": gt_sources, "prediction": task_record})
+            "attributes": gt_sources, "asked": [a.key for a in attributes],
+            "not_asked": left_out, "prediction": task_record})
         study.save(folder)
         say("study.qsf, index.html")
         qsf = write_qsf(folder / "study.qsf", study)
-        problems = validate_qsf(qsf, folder, study.image_base_url)
+        problems = validate_qsf(qsf, folder / study.public_dir, study.image_base_url)
         if problems:
             raise ExportError("the survey failed its own check (a bug): " + "; ".join(problems))
         write_preview(study, folder)
-        write_text_atomic(folder / README, _readme(study, config, placeholder))
+        check_public_folder(folder, study)
+        write_text_atomic(folder / README, _readme(study, config, placeholder,
+                                                   duration.minutes))
         summary = analysis.summary(print_summary=False)
         write_text_atomic(folder / EXPORT_JSON, json.dumps({
             "run_dir": str(Path(config.run_dir).absolute()),
@@ -372,7 +524,8 @@ def export_user_study(config: ExportConfig, command_line: Sequence[str] | None =
             "conditions": list(config.conditions), "class_names": list(settings.class_names),
             "model": {k: summary[k] for k in ("dataset", "head", "splits", "bins",
                                               "config_source")},
-            "ground_truth": gt_info, "notes": notes,
+            "ground_truth": gt_info, "notes": notes, "duration": duration.to_dict(),
+            "hosted_folder": study.public_dir,
             "files": {m.condition.key: {"figure": m.figure, "record": m.record_path}
                       for m in materials},
         }, indent=2, default=str) + "\n")
@@ -386,11 +539,11 @@ def export_user_study(config: ExportConfig, command_line: Sequence[str] | None =
     try:
         study = build_atomically(config.destination, build)
     except BundleError as exc:
-        raise ExportError(f"--output: {exc}") from exc
-    except MaterialError as exc:
-        raise ExportError(str(exc)) from exc
+        raise ExportError(f"output: {exc}", "output") from exc
+    except (MaterialError, TutorialError) as exc:
+        raise ExportError(str(exc), exc.parameter) from exc
     except BinTooSmallError as exc:
-        raise ExportError(f"--rows {config.rows}: {exc}") from exc
+        raise ExportError(f"rows {config.rows}: {exc}", "rows") from exc
     except (StudyError, QsfError) as exc:
         raise ExportError(f"the study failed its own check (a bug): {exc}") from exc
     manifest = json.loads((config.destination / "manifest.json").read_text(encoding="utf-8"))

@@ -7,10 +7,13 @@ folder:
 * ``figures/<condition>.png`` -- the whole figure (labels, logits) at
   ``dpi`` dots per inch (stored in the PNG's ``pHYs`` chunk, read back by PIL as
   ``info["dpi"]`` of at least ``dpi``);
-* ``images/<condition>/...png`` -- every cell of the grid as its own file,
-  enlarged by an integer factor (nearest neighbour, no new detail) to at
-  least ``cell_pixels`` pixels on the long side, with the same dpi; these are
-  the images the survey shows, in an HTML table (:class:`GridLayout`);
+* every cell of the grid as its own file, enlarged by an integer factor
+  (nearest neighbour, no new detail) to at least ``cell_pixels`` pixels on the
+  long side, with the same dpi; these are the images the survey shows, in an
+  HTML table (:class:`GridLayout`). With an :class:`~dubfiv.study.names.ImageNamer`
+  they get neutral names in ``public/`` (the record keeps the descriptive
+  ``key``, e.g. ``baseline/row1_bin2``); without one they are written to
+  ``images/<key>.png``;
 * ``records/<condition>.json`` -- what each image shows: its file, row and
   column, the split, dataset index and scene id of the real image, the head's
   logit (for counterfactuals: target and measured logit), the logit bin it
@@ -41,6 +44,7 @@ from dubfiv.study.content import Condition, GridLayout, Page, StudyImage
 
 if TYPE_CHECKING:
     from dubfiv.analysis import Analysis
+    from dubfiv.study.names import ImageNamer
 
 __all__ = [
     "FIGURES_DIR",
@@ -52,6 +56,7 @@ __all__ = [
     "baseline_material",
     "bin_column_labels",
     "bin_of",
+    "cell_path",
     "concepts_material",
     "inn_material",
     "png_dpi",
@@ -67,7 +72,15 @@ _INCH = 0.0254  # metres
 
 
 class MaterialError(DubfivError, ValueError):
-    """An explanation cannot be turned into study material (e.g. nothing to show)."""
+    """An explanation cannot be turned into study material (e.g. nothing to show).
+
+    ``parameter`` names the export setting (:class:`~dubfiv.study.export.ExportConfig`
+    field) the message starts with, if any, so a command can name its flag instead.
+    """
+
+    def __init__(self, message: str, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +184,11 @@ def bin_column_labels(bins: LogitBins, class_names: tuple[str, str]) -> list[str
             for w, v in zip(words, bins.values, strict=True)]
 
 
+def cell_path(namer: ImageNamer | None, key: str) -> str:
+    """Study-relative path of image ``key``: neutral with a namer, else ``images/<key>.png``."""
+    return namer.path(key) if namer is not None else f"{IMAGES_DIR}/{key}.png"
+
+
 def _real_cell(analysis: Analysis, split: str, index: int, image_id: str, logit: float,
                label: float) -> dict[str, Any]:
     return {"split": split, "index": int(index), "image_id": str(image_id),
@@ -210,7 +228,7 @@ def _grid_record(key: str, page: Page, settings: RenderSettings) -> dict[str, An
 
 
 def baseline_material(analysis: Analysis, folder: Path, rows: int, seed: int,
-                      settings: RenderSettings) -> Material:
+                      settings: RenderSettings, namer: ImageNamer | None = None) -> Material:
     """The logit-binned grid of real validation images (``rows`` x 5 bins)."""
     result = analysis.baseline(n_rows=rows, seed=seed, save=False)
     assert result.images is not None
@@ -219,10 +237,11 @@ def baseline_material(analysis: Analysis, folder: Path, rows: int, seed: int,
     images, cells = [], []
     for r in range(n_rows):
         for k in range(n_bins):
-            rel = f"{IMAGES_DIR}/baseline/row{r + 1}_bin{k + 1}.png"
+            key = f"baseline/row{r + 1}_bin{k + 1}"
+            rel = cell_path(namer, key)
             images.append(_image(folder, rel, result.images[r, k], settings,
                                  alt=f"{labels[k]}, example {r + 1}"))
-            cell = {"path": rel, "row": r, "col": k, "kind": "real",
+            cell = {"path": rel, "key": key, "row": r, "col": k, "kind": "real",
                     **_real_cell(analysis, result.split, result.indices[r, k],
                                  result.image_ids[r][k], result.logits[r, k],
                                  result.labels[r, k])}
@@ -246,31 +265,34 @@ def baseline_material(analysis: Analysis, folder: Path, rows: int, seed: int,
 
 
 def inn_material(analysis: Analysis, folder: Path, rows: int, seed: int, p_hi: float,
-                 settings: RenderSettings) -> Material:
+                 settings: RenderSettings, namer: ImageNamer | None = None) -> Material:
     """Counterfactual interpolations of ``rows`` validation images to the 5 bin values."""
     available = len(analysis.split_data("validation"))
     if rows > available:
-        raise MaterialError(f"--rows {rows}: the counterfactuals need as many validation "
-                            f"images, the sample has {available}; use fewer rows")
+        raise MaterialError(f"rows {rows}: the counterfactuals need as many validation "
+                            f"images, the sample has {available}; use fewer rows",
+                            parameter="rows")
     grid = analysis.interpolation(n_rows=rows, p_hi=p_hi, seed=seed, save=False)
     n_rows, n_targets = grid.logits.shape
     labels = ["real image", *bin_column_labels(grid.bins, settings.class_names)]
     images, cells = [], []
     for r in range(n_rows):
-        rel = f"{IMAGES_DIR}/inn/row{r + 1}_real.png"
+        key = f"inn/row{r + 1}_real"
+        rel = cell_path(namer, key)
         images.append(_image(folder, rel, grid.originals[r], settings,
                              alt=f"real image {r + 1}"))
         real = _real_cell(analysis, grid.split, grid.indices[r], grid.image_ids[r],
                           grid.original_logits[r], grid.labels[r])
-        cell = {"path": rel, "row": r, "col": 0, "kind": "real", **real}
+        cell = {"path": rel, "key": key, "row": r, "col": 0, "kind": "real", **real}
         cell.update(bin_of(grid.bins, cell["logit"]))
         cells.append(cell)
         for t in range(n_targets):
-            rel = f"{IMAGES_DIR}/inn/row{r + 1}_target{t + 1}.png"
+            key = f"inn/row{r + 1}_target{t + 1}"
+            rel = cell_path(namer, key)
             images.append(_image(folder, rel, grid.images[r, t], settings,
                                  alt=f"image {r + 1} changed to {labels[t + 1]}"))
             cells.append({
-                "path": rel, "row": r, "col": t + 1, "kind": "counterfactual",
+                "path": rel, "key": key, "row": r, "col": t + 1, "kind": "counterfactual",
                 "source": {k: real[k] for k in ("split", "index", "image_id", "logit",
                                                 "label", "label_name")},
                 "source_scene": real["scene"],
@@ -298,7 +320,8 @@ def inn_material(analysis: Analysis, folder: Path, rows: int, seed: int, p_hi: f
 def concepts_material(analysis: Analysis, folder: Path, seed: int, settings: RenderSettings,
                       method: str = "nmf", n_concepts: int = 8, n_per_sign: int = 2,
                       n_images: int = 6, n_fit_images: int = 1000,
-                      n_eval_images: int = 1000, resolution: int | None = None) -> Material:
+                      n_eval_images: int = 1000, resolution: int | None = None,
+                      namer: ImageNamer | None = None) -> Material:
     """Concepts of an 8x8 (else 4x4) layer: per shown concept its top validation images.
 
     Raises:
@@ -318,10 +341,11 @@ def concepts_material(analysis: Analysis, folder: Path, seed: int, settings: Ren
                 raise
             errors.append(str(error))
     if report is None:
-        raise MaterialError("--condition concepts: " + "; ".join(errors))
+        raise MaterialError("condition concepts: " + "; ".join(errors), parameter="condition")
     if report.images is None or report.outlines is None or not report.shown:
-        raise MaterialError("--condition concepts: no concept correlates with the logit, "
-                            "nothing to show; try --n_concepts or --condition baseline/inn")
+        raise MaterialError("condition concepts: no concept correlates with the logit, "
+                            "nothing to show; try another n_concepts or the condition "
+                            "baseline or inn", parameter="condition")
     data = analysis.split_data(report.render_split)
     baseline_bins = analysis.bins()
     c0, c1 = settings.class_names
@@ -330,12 +354,13 @@ def concepts_material(analysis: Analysis, folder: Path, seed: int, settings: Ren
         towards = c1 if shown["sign"] > 0 else c0
         row_labels.append(f"concept {r + 1}: points to {towards}")
         for j in range(report.images.shape[1]):
-            rel = f"{IMAGES_DIR}/concepts/concept{r + 1}_image{j + 1}.png"
+            key = f"concepts/concept{r + 1}_image{j + 1}"
+            rel = cell_path(namer, key)
             outline = report.outlines[r, j]
             images.append(_image(folder, rel, report.images[r, j], settings,
                                  alt=f"concept {r + 1}, example {j + 1}", outline=outline))
             position = int(shown["positions"][j])
-            cell = {"path": rel, "row": r, "col": j, "kind": "concept_example",
+            cell = {"path": rel, "key": key, "row": r, "col": j, "kind": "concept_example",
                     "concept": int(shown["concept"]), "sign": int(shown["sign"]),
                     "correlation": float(shown["correlation"]),
                     "score": float(shown["scores"][j]),

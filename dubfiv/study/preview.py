@@ -1,11 +1,15 @@
 """A static, offline preview of a study: ``index.html`` in the study folder.
 
 One self-contained page (inline CSS and JS, no network, images by relative
-path) with the consent page, each condition's pages (one section per
-condition; buttons show one condition or all), the questions as disabled form
-controls, the prediction tasks and the end text. Researcher notes (ground
-truth, model logits and predictions) sit in collapsed ``<details>`` elements;
-pass ``show_answers=False`` for a preview that can be shown to participants.
+path) with the consent page (and the device question), the tutorial and its
+comprehension checks, each condition's pages (one section per condition;
+buttons show one condition or all), the questions as disabled form controls
+(with the attention checks where the survey has them, :mod:`dubfiv.study.layout`),
+the prediction tasks and the end text; the messages of the early ends in
+collapsed notes. Researcher notes (ground truth, the checks' right answers,
+model logits and predictions, the Prolific code) sit in collapsed
+``<details>`` elements; pass ``show_answers=False`` for a preview that can be
+shown to participants. It lives beside ``public/``, never in it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,16 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
-from dubfiv.study.content import Study, StudyImage, render_page_html, write_text_atomic
+from dubfiv.study.content import (
+    CheckQuestion,
+    Study,
+    StudyImage,
+    display_width,
+    img_tag,
+    render_page_html,
+    write_text_atomic,
+)
+from dubfiv.study.layout import attention_slots
 
 __all__ = ["PREVIEW_HTML", "render_preview", "write_preview"]
 
@@ -83,10 +96,31 @@ def _truth(value: bool | None) -> str:
     return {True: "relevant", False: "irrelevant", None: "unknown"}[value]
 
 
+def _check_html(chk: CheckQuestion, show_answers: bool) -> str:
+    out = [f'<div class="check">{chk.text}', f"<p>{_radios(chk.tag, list(chk.choices))}</p>"]
+    if show_answers:
+        out.append(f"<details><summary>Check <code>{html.escape(chk.tag)}</code> "
+                   f"({chk.kind}; researchers only)</summary><p>correct: "
+                   f"{html.escape(chk.choices[chk.correct - 1])} (choice {chk.correct})"
+                   + ("; a wrong answer ends the survey" if chk.kind == "comprehension"
+                      else "; a wrong answer excludes the response from the analysis")
+                   + "</p></details>")
+    out.append("</div>")
+    return "\n".join(out)
+
+
+def _end_note(study: Study, reason: str, when: str) -> str:
+    return (f'<details class="note"><summary>{html.escape(when)}: the survey ends with this '
+            f"message</summary>{study.early_end_text(reason)}</details>")
+
+
 def render_preview(study: Study, show_answers: bool = True) -> str:
     """The preview page of ``study`` as an HTML string (image paths relative)."""
     esc = html.escape
+    has_tutorial = bool(study.tutorial) or study.comprehension_page is not None
     nav = ['<a href="#consent">Consent</a>']
+    if has_tutorial:
+        nav.append('<a href="#tutorial">Tutorial</a>')
     nav += [f'<a href="#condition-{c.key}">{esc(c.title)}</a>' for c in study.conditions]
     nav += ['<a href="#questions">Questions</a>']
     if study.tasks:
@@ -95,6 +129,10 @@ def render_preview(study: Study, show_answers: bool = True) -> str:
     buttons = ['<button type="button" data-show="all">all conditions</button>']
     buttons += [f'<button type="button" data-show="{c.key}">{esc(c.key)}</button>'
                 for c in study.conditions]
+    minutes = (f" The survey is estimated to take {study.estimated_minutes} minutes."
+               if study.estimated_minutes else "")
+    prolific = (f" Prolific: completion code <code>{esc(str(study.prolific_completion_code))}"
+                "</code>." if study.prolific and show_answers else "")
     out = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -103,12 +141,32 @@ def render_preview(study: Study, show_answers: bool = True) -> str:
         f"<header><strong>{esc(study.name)}</strong> &mdash; study preview "
         f"<nav>{' '.join(nav)}</nav><div>{''.join(buttons)}</div></header>",
         "<main>",
+        f'<p class="note">This page shows every page of the survey in order.{minutes}'
+        f"{prolific}</p>",
         '<section id="consent"><h2>Consent</h2>', study.consent_text,
+        "<p>Do you agree to take part?</p>",
         f"<p>{_radios('consent', [study.consent_agree, study.consent_decline])}</p>",
-        '<p class="note">Declining ends the survey.</p></section>',
-        '<p class="note">Each participant is assigned one of the following conditions at '
-        "random (evenly), then answers the same questions.</p>",
     ]
+    if study.device_choices:
+        out += [f"<p>{study.device_question}</p>",
+                f"<p>{_radios('device', list(study.device_choices))}</p>"]
+    out.append(_end_note(study, "declined", "Declining"))
+    if study.device_choices:
+        out.append(_end_note(study, "device", f"Any answer but "
+                             f"\u201c{study.device_choices[0]}\u201d"))
+    out.append("</section>")
+    if has_tutorial:
+        out += ['<section id="tutorial"><h2>Tutorial</h2>', f"<div>{study.tutorial_intro}</div>"]
+        for page in study.tutorial:
+            out.append(f'<div class="page">{render_page_html(page, _src)}</div>')
+        if study.comprehension_page is not None:
+            out.append(f'<div class="page">{render_page_html(study.comprehension_page, _src)}')
+            out += [_check_html(c, show_answers) for c in study.checks_of("comprehension")]
+            out.append(_end_note(study, "comprehension", "A wrong answer"))
+            out.append("</div>")
+        out.append("</section>")
+    out.append('<p class="note">Each participant is assigned one of the following conditions '
+               "at random (evenly), then answers the same questions.</p>")
     for cond in study.conditions:
         out.append(f'<section class="condition" id="condition-{cond.key}" '
                    f'data-condition="{cond.key}">')
@@ -118,10 +176,15 @@ def render_preview(study: Study, show_answers: bool = True) -> str:
             out.append(f'<div class="page">{render_page_html(page, _src)}</div>')
         out.append("</section>")
     labels = [a.label for a in study.attributes]
+    on_attributes, slots = attention_slots(study)
     out += ['<section id="questions"><h2>Questions (all conditions)</h2>',
+            '<p class="note">On this page the survey shows the participant\'s explanation '
+            "again, above the questions (the attribute rows in a random order per "
+            "participant).</p>",
             f"<p>{study.relevance_question}</p>",
-            _matrix("relevance", labels, list(study.relevance_answers)),
-            f"<p>{study.confidence_question}</p>",
+            _matrix("relevance", labels, list(study.relevance_answers))]
+    out += [_check_html(c, show_answers) for c in on_attributes]
+    out += [f"<p>{study.confidence_question}</p>",
             _matrix("confidence", labels, list(study.confidence_answers))]
     if show_answers:
         items = "".join(f"<li>{esc(a.label)}: {_truth(a.relevant)}</li>"
@@ -132,11 +195,12 @@ def render_preview(study: Study, show_answers: bool = True) -> str:
     if study.tasks:
         out.append('<section id="tasks"><h2>Prediction tasks</h2>')
         for i, task in enumerate(study.tasks):
+            for chk in slots.get(i, []):
+                out.append(f'<div class="page">{_check_html(chk, show_answers)}</div>')
             img = StudyImage(task.image.path, alt=f"Image {i + 1}", width=task.image.width,
                              height=task.image.height)
             out.append(f'<div class="page"><p>{study.prediction_question}</p>')
-            out.append(f'<p><img src="{esc(_src(img), quote=True)}" alt="{img.alt}" '
-                       'style="max-width:100%;height:auto;"></p>')
+            out.append(f"<p>{img_tag(img, _src(img), display_width(img))}</p>")
             out.append(f"<p>{_radios(f'task_{i}', list(study.class_names))}</p>")
             if show_answers:
                 out.append(f"<details><summary>Answer (researchers only)</summary>"
@@ -145,7 +209,9 @@ def render_preview(study: Study, show_answers: bool = True) -> str:
                            f"{esc(task.true_label)}</p></details>")
             out.append("</div>")
         out.append("</section>")
-    out += [f'<section id="end"><h2>End</h2>{study.end_text}</section>', "</main>",
+    end_note = ('<p class="note">Then Qualtrics sends the participant to Prolific\'s '
+                "completion page.</p>" if study.prolific else "")
+    out += [f'<section id="end"><h2>End</h2>{study.end_text}{end_note}</section>', "</main>",
             f"<script>{_JS}</script>", "</body></html>"]
     return "\n".join(out) + "\n"
 

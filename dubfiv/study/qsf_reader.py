@@ -2,9 +2,11 @@
 
 :func:`read_qsf` / :func:`parse_qsf` recover the structure of a survey (blocks,
 flow, questions, export tags, image URLs, the conditions assigned by the
-randomizer, the attribute rows of the relevance matrix); :func:`validate_qsf`
-lists what would break an import or the study. Surveys are built by
-:mod:`dubfiv.study.qualtrics`, which re-exports these names.
+randomizer, the attribute rows of the relevance matrix, embedded-data fields,
+end-of-survey redirects); :func:`validate_qsf` lists what would break an import
+or the study. Surveys are built by :mod:`dubfiv.study.qualtrics`, which
+re-exports these names. Blocks may be a list (as in Qualtrics' own exports) or
+an object keyed "0", "1", ...; the facts relied on are in ``docs/qualtrics.md``.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
 
 from dubfiv.errors import DubfivError
 
 __all__ = [
     "CONDITION_FIELD",
+    "PROLIFIC_FIELDS",
     "TAG_CONFIDENCE",
     "TAG_CONSENT",
+    "TAG_DEVICE",
     "TAG_END",
     "TAG_RELEVANCE",
     "ParsedBlock",
@@ -41,7 +45,14 @@ TAG_CONSENT = "consent"
 TAG_RELEVANCE = "relevance"
 TAG_CONFIDENCE = "confidence"
 TAG_END = "end"
+TAG_DEVICE = "device"
 CONDITION_FIELD = "condition"
+PROLIFIC_FIELDS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+"""Embedded-data fields Prolific passes as URL parameters."""
+_LOCATOR_RE = re.compile(r"^q://(QID\d+)/SelectableChoice/(\d+)$")
+_EMBEDDED_TYPES = {"Custom", "Recipient"}
+_RANDOMIZATION_TYPES = {"None", "All", "RandomSubset", "Advanced"}
+_TERMINATIONS = {"DefaultMessage", "DisplayMessage", "Redirect"}
 _ID_RE = re.compile(r"^SV_[A-Za-z0-9]{15}$")
 _IMG_RE = re.compile(r"""<img\b[^>]*?\bsrc\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
 _QUESTION_TYPES = {"DB", "TB", "MC", "Matrix", "TE", "SL", "Slider", "Timing", "Meta"}
@@ -93,6 +104,12 @@ class ParsedSurvey:
     condition_blocks: dict[str, str]
     randomizer_subset: int | None
     attributes: list[str]
+    embedded_fields: list[str] = dataclasses.field(default_factory=list)
+    """Every embedded-data field set or declared in the flow, in flow order (no repeats)."""
+    url_fields: list[str] = dataclasses.field(default_factory=list)
+    """Fields of the flow's first item, if it is EmbeddedData without values (from the URL)."""
+    redirects: list[str] = dataclasses.field(default_factory=list)
+    """``EOSRedirectURL`` of every EndSurvey that redirects."""
 
     def image_paths(self, base_url: str) -> list[str]:
         """The image URLs as paths relative to ``base_url`` (those under it)."""
@@ -180,12 +197,27 @@ def parse_qsf(qsf: Mapping[str, Any], where: str = "qsf") -> ParsedSurvey:
     tags = {q.export_tag: qid for qid, q in questions.items()}
     rel = questions.get(tags.get(TAG_RELEVANCE, ""))
     attributes = [rel.choices[k] for k in sorted(rel.choices, key=int)] if rel else []
+    fields: list[str] = []
+    redirects: list[str] = []
+    for item in _walk(flow):
+        if item.get("Type") == "EmbeddedData":
+            fields += [str(d.get("Field")) for d in item.get("EmbeddedData", []) or []
+                       if isinstance(d, dict) and str(d.get("Field")) not in fields]
+        options = item.get("Options") if item.get("Type") == "EndSurvey" else None
+        if isinstance(options, Mapping) and options.get("SurveyTermination") == "Redirect":
+            redirects.append(str(options.get("EOSRedirectURL", "")))
+    url_fields: list[str] = []
+    first = flow[0] if flow and isinstance(flow[0], dict) else {}
+    if first.get("Type") == "EmbeddedData":
+        url_fields = [str(d.get("Field")) for d in first.get("EmbeddedData", []) or []
+                      if isinstance(d, dict) and d.get("Type") == "Recipient"]
     entry = qsf["SurveyEntry"]
     return ParsedSurvey(
         survey_id=str(entry.get("SurveyID")), name=str(entry.get("SurveyName")), blocks=blocks,
         flow=flow, questions=questions, export_tags=tags, image_urls=urls,
         conditions=conditions, condition_blocks=cond_blocks, randomizer_subset=subset,
-        attributes=attributes)
+        attributes=attributes, embedded_fields=fields, url_fields=url_fields,
+        redirects=redirects)
 
 
 def load_qsf_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -243,6 +275,16 @@ def validate_qsf(qsf: Mapping[str, Any], folder: str | os.PathLike[str] | None =
     for kind in ("SO", "QC"):
         if len(_elements(qsf, kind)) != 1:
             out.append(f"expected one {kind} element, got {len(_elements(qsf, kind))}")
+    for kind in ("SCO", "PROJ", "STAT", "RS"):  # optional, as in Qualtrics' own exports
+        found = _elements(qsf, kind)
+        if kind != "RS" and len(found) > 1:
+            out.append(f"expected at most one {kind} element, got {len(found)}")
+        for el in found:
+            if kind != "RS" and not isinstance(el.get("Payload"), Mapping):
+                out.append(f"the {kind} element's Payload must be an object")
+    bl_payload = _elements(qsf, "BL")[0].get("Payload")
+    if not isinstance(bl_payload, list | Mapping):
+        out.append("the BL element's Payload must be a list (or an object) of blocks")
     sq = _elements(qsf, "SQ")
     qids = [el.get("PrimaryAttribute") for el in sq]
     dup = sorted({q for q in qids if qids.count(q) > 1})
@@ -260,6 +302,7 @@ def validate_qsf(qsf: Mapping[str, Any], folder: str | os.PathLike[str] | None =
         order = [str(c) for c in p.get("ChoiceOrder", [])]
         if sorted(order) != sorted(str(c) for c in (p.get("Choices") or {})):
             out.append(f"SQ {p.get('QuestionID')}: ChoiceOrder does not match Choices")
+        out += _validate_question(p)
     tags = [q.export_tag for q in parsed.questions.values()]
     dup_tags = sorted({t for t in tags if tags.count(t) > 1 or not t})
     if dup_tags:
@@ -283,6 +326,11 @@ def validate_qsf(qsf: Mapping[str, Any], folder: str | os.PathLike[str] | None =
                 out.append(f"question {qid} is in blocks {placed[qid]} and {blk.block_id}")
             placed[qid] = blk.block_id
     out += _validate_flow(qsf, parsed, set(block_ids))
+    for el in sq:
+        p = el.get("Payload") or {}
+        if "DisplayLogic" in p:
+            out += _validate_logic(p["DisplayLogic"], f"display logic of {p.get('QuestionID')}",
+                                   parsed)
     rs_ids = [el.get("PrimaryAttribute") for el in _elements(qsf, "RS")]
     if rs_ids and entry.get("SurveyActiveResponseSet") not in rs_ids:
         out.append(f"SurveyActiveResponseSet {entry.get('SurveyActiveResponseSet')!r} is not "
@@ -296,6 +344,76 @@ def validate_qsf(qsf: Mapping[str, Any], folder: str | os.PathLike[str] | None =
                 out.append(f"image {url} is not under the base URL {prefix}")
             elif not (Path(folder) / unquote(url[len(prefix):])).is_file():
                 out.append(f"image {url} has no file {unquote(url[len(prefix):])} in {folder}")
+    return out
+
+
+def _validate_question(p: Mapping[str, Any]) -> list[str]:
+    """Problems of one question payload beyond its type: ids Qualtrics needs to add choices."""
+    qid = p.get("QuestionID")
+    out = []
+    for key, items in (("NextChoiceId", p.get("Choices")), ("NextAnswerId", p.get("Answers"))):
+        value = p.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            out.append(f"SQ {qid}: {key} must be a positive integer, got {value!r}")
+            continue
+        numbers = [int(k) for k in (items or {}) if str(k).isdigit()]
+        if numbers and value <= max(numbers):
+            out.append(f"SQ {qid}: {key} {value} is not above the largest id {max(numbers)}")
+    if p.get("QuestionType") == "Matrix":
+        answers = sorted(str(a) for a in (p.get("Answers") or {}))
+        if sorted(str(a) for a in p.get("AnswerOrder", [])) != answers:
+            out.append(f"SQ {qid}: AnswerOrder does not match Answers")
+    rand = p.get("Randomization")
+    if rand is not None and (not isinstance(rand, Mapping)
+                             or rand.get("Type") not in _RANDOMIZATION_TYPES):
+        out.append(f"SQ {qid}: Randomization must have a Type in "
+                   f"{sorted(_RANDOMIZATION_TYPES)}, got {rand!r}")
+    return out
+
+
+def _expressions(logic: Any) -> Iterator[dict[str, Any]]:
+    """The expressions of a BooleanExpression (``{"0": {"0": {...}, "Type": "If"}, ...}``)."""
+    if not isinstance(logic, Mapping):
+        return
+    for key, group in logic.items():
+        if not str(key).isdigit() or not isinstance(group, Mapping):
+            continue
+        for k, expr in group.items():
+            if str(k).isdigit() and isinstance(expr, dict):
+                yield expr
+
+
+def _validate_logic(logic: Any, where: str, parsed: ParsedSurvey) -> list[str]:
+    """Problems of branch or display logic: missing questions, choices or fields."""
+    if not isinstance(logic, Mapping) or logic.get("Type") != "BooleanExpression":
+        return [f"{where} is not a BooleanExpression"]
+    exprs = list(_expressions(logic))
+    if not exprs:
+        return [f"{where} has no condition"]
+    out = []
+    for expr in exprs:
+        kind = expr.get("LogicType")
+        if kind == "Question":
+            qid = str(expr.get("QuestionID"))
+            match = _LOCATOR_RE.match(str(expr.get("ChoiceLocator", "")))
+            if qid not in parsed.questions:
+                out.append(f"{where} refers to missing question {qid}")
+            elif match is None or match.group(1) != qid:
+                out.append(f"{where}: ChoiceLocator {expr.get('ChoiceLocator')!r} is not "
+                           f"q://{qid}/SelectableChoice/<n>")
+            elif match.group(2) not in parsed.questions[qid].choices:
+                out.append(f"{where} refers to choice {match.group(2)} of {qid}, which has "
+                           f"choices {sorted(parsed.questions[qid].choices, key=int)}")
+            if expr.get("Operator") not in ("Selected", "NotSelected"):
+                out.append(f"{where}: operator {expr.get('Operator')!r} is not Selected or "
+                           "NotSelected")
+        elif kind == "EmbeddedField":
+            field = str(expr.get("LeftOperand"))
+            if field not in parsed.embedded_fields:
+                out.append(f"{where} tests embedded field {field!r}, which the flow never "
+                           f"sets (fields: {parsed.embedded_fields})")
+        else:
+            out.append(f"{where}: unsupported LogicType {kind!r}")
     return out
 
 
@@ -329,4 +447,29 @@ def _validate_flow(qsf: Mapping[str, Any], parsed: ParsedSurvey, block_ids: set[
                 out.append(f"branch {item.get('FlowID')} has no question condition")
             out += [f"branch {item.get('FlowID')} refers to missing question {q}"
                     for q in sorted(set(refs)) if q not in parsed.questions]
+            if refs and all(q in parsed.questions for q in refs):
+                out += _validate_logic(item.get("BranchLogic"),
+                                       f"branch {item.get('FlowID')}", parsed)
+        if kind == "EmbeddedData":
+            for d in item.get("EmbeddedData", []) or []:
+                if not isinstance(d, Mapping) or not d.get("Field"):
+                    out.append(f"embedded data {item.get('FlowID')}: an entry has no Field")
+                elif d.get("Type") not in _EMBEDDED_TYPES:
+                    out.append(f"embedded data {item.get('FlowID')}: field {d['Field']!r} has "
+                               f"Type {d.get('Type')!r}, not one of {sorted(_EMBEDDED_TYPES)}")
+                elif d.get("Type") == "Custom" and not isinstance(d.get("Value"), str):
+                    out.append(f"embedded data {item.get('FlowID')}: Custom field "
+                               f"{d['Field']!r} needs a string Value")
+        if kind == "EndSurvey" and "Options" in item:
+            options = item.get("Options")
+            termination = options.get("SurveyTermination") if isinstance(
+                options, Mapping) else None
+            if termination not in _TERMINATIONS:
+                out.append(f"end of survey {item.get('FlowID')}: SurveyTermination "
+                           f"{termination!r} is not one of {sorted(_TERMINATIONS)}")
+            elif termination == "Redirect":
+                url = urlparse(str(options.get("EOSRedirectURL", "")))
+                if url.scheme not in ("http", "https") or not url.netloc:
+                    out.append(f"end of survey {item.get('FlowID')} redirects to "
+                               f"{options.get('EOSRedirectURL')!r}, not an http(s) URL")
     return out

@@ -1,32 +1,49 @@
 """Qualtrics survey files (``.qsf``): build from a :class:`Study`; read and validate.
 
 Reading and validation live in :mod:`dubfiv.study.qsf_reader` and are re-exported here.
+The .qsf facts this module relies on are written up in ``docs/qualtrics.md``.
 
-The survey (facts in ``shared/QUALTRICS.md``)::
+The survey (the pages follow :mod:`dubfiv.study.layout`)::
 
     Flow (Root)
-      Block   consent            (the Default block: consent text + MC "consent")
-      Branch  if consent choice 2 ("decline") is selected -> EndSurvey
+      EmbeddedData   PROLIFIC_PID, STUDY_ID, SESSION_ID from the URL (Prolific only)
+      Block   consent            (the Default block, one page: consent text, MC "consent",
+                                  MC "device")
+      Branch  consent choice 2 selected       -> Block end_declined, EndSurvey
+      Branch  device choice 1 not selected    -> Block end_device, EndSurvey
+      Block   tutorial           (intro, one page per tutorial page, then the comprehension
+                                  page: its text and images + one MC per comprehension check)
+      Branch  per check: its correct choice not selected -> Block end_<tag>, EndSurvey
       BlockRandomizer SubSet=1 EvenPresentation=true
         Group "condition <key>": EmbeddedData condition=<key>; Standard block of <key>
         ... one Group per condition
-      Standard relevance         (Matrix "relevance" + Matrix "confidence", one page)
-      Standard prediction        (one MC "predict_<task>" per page; only if tasks exist)
+      Standard relevance         (one page: per condition the explanation again, shown only
+                                  to that condition (display logic on the embedded field
+                                  condition); Matrix "relevance" (rows randomised), the first
+                                  attention check, Matrix "confidence" (rows randomised))
+      Standard prediction        (one MC "predict_<task>" per page; the other attention
+                                  checks on pages of their own between them)
       Standard end               (end text)
-      EndSurvey
+      EndSurvey                  (Prolific: redirect to the completion URL with the code)
 
-Condition blocks hold one DB question per page (``<key>_intro``,
-``<key>_page1``, ...) separated by page breaks; images are ``<img
-src="BASE/PATH">`` with ``PATH`` the image's path relative to the study
-folder, URL-quoted.
+The early ends show a page saying why (``Study.early_end_text``; on Prolific:
+"please return your submission") before the survey ends, so the answer that
+ended it stays in the data. Condition blocks hold one DB question per page
+(``<key>_intro``, ``<key>_page1``, ...) separated by page breaks; images are
+``<img src="BASE/PATH">`` with ``PATH`` the image's path below the hosted folder
+(``Study.hosted_path``), URL-quoted. Every question carries ``NextChoiceId`` and
+``NextAnswerId``; the blocks are a list; the elements ``SCO``, ``PROJ`` and
+``STAT`` are there as in Qualtrics' own exports.
 
 Response columns of Qualtrics' CSV export (:func:`response_layout`): the MC
 questions are one column named by their DataExportTag (``consent``,
-``predict_<task key>``), the matrices one column per row named
-``<tag>_<row>`` with ``row`` the 1-based position of the attribute in
-``study.attributes`` (``relevance_1``, ``confidence_1``, ...), the condition is
-the embedded-data column ``condition``. Values are the choice numbers
-(numeric export) or the choice texts (choice-text export).
+``device``, each check's tag, ``predict_<task key>``), the matrices one column
+per row named ``<tag>_<row>`` with ``row`` the 1-based position of the
+attribute in ``study.attributes`` (``relevance_1``, ``confidence_1``, ...,
+whatever order a participant saw them in), the condition is the embedded-data
+column ``condition``, the Prolific ids the columns ``PROLIFIC_PID``,
+``STUDY_ID``, ``SESSION_ID``. Values are the choice numbers (numeric export)
+or the choice texts (choice-text export).
 """
 
 from __future__ import annotations
@@ -43,11 +60,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
-from dubfiv.study.content import Study, StudyImage, render_page_html, write_text_atomic
+from dubfiv.study.content import (
+    CheckQuestion,
+    Study,
+    StudyImage,
+    display_width,
+    img_tag,
+    render_page_html,
+    write_text_atomic,
+)
+from dubfiv.study.layout import attention_slots
 from dubfiv.study.qsf_reader import (
     CONDITION_FIELD,
+    PROLIFIC_FIELDS,
     TAG_CONFIDENCE,
     TAG_CONSENT,
+    TAG_DEVICE,
     TAG_END,
     TAG_RELEVANCE,
     ParsedBlock,
@@ -62,8 +90,11 @@ from dubfiv.study.qsf_reader import (
 
 __all__ = [
     "CONDITION_FIELD",
+    "PROLIFIC_COMPLETION_URL",
+    "PROLIFIC_FIELDS",
     "TAG_CONFIDENCE",
     "TAG_CONSENT",
+    "TAG_DEVICE",
     "TAG_END",
     "TAG_RELEVANCE",
     "Column",
@@ -76,6 +107,7 @@ __all__ = [
     "image_url",
     "load_qsf_dict",
     "parse_qsf",
+    "prolific_completion_url",
     "read_qsf",
     "response_layout",
     "validate_qsf",
@@ -83,6 +115,8 @@ __all__ = [
 ]
 
 NULL_DATE = "0000-00-00 00:00:00"
+PROLIFIC_COMPLETION_URL = "https://app.prolific.com/submissions/complete?cc="
+"""Prolific's completion URL; the study's completion code is appended."""
 _ALNUM = string.digits + string.ascii_letters
 
 
@@ -103,24 +137,53 @@ def _plain(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def image_url(base_url: str, image: StudyImage) -> str:
-    """``BASE/PATH`` with the path URL-quoted (``/`` kept)."""
-    return base_url.rstrip("/") + "/" + quote(image.path, safe="/")
+def prolific_completion_url(code: str) -> str:
+    """Where Prolific participants are sent at the end: the completion URL with ``code``."""
+    return PROLIFIC_COMPLETION_URL + quote(code, safe="")
+
+
+def image_url(base_url: str, image: StudyImage, study: Study | None = None) -> str:
+    """``BASE/PATH`` with the path (below ``study.public_dir``, if given) URL-quoted."""
+    path = study.hosted_path(image) if study is not None else image.path
+    return base_url.rstrip("/") + "/" + quote(path, safe="/")
 
 
 def _check_base_url(base_url: str) -> str:
     parsed = urlparse(base_url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise QsfError(f"image base URL {base_url!r} must be an http(s) URL such as "
-                       "https://example.org/my-study (pass it with --image-base-url)")
+        raise QsfError(f"image_base_url {base_url!r} must be an http(s) URL such as "
+                       "https://example.org/my-study (where the hosted folder is served)")
     return base_url.rstrip("/")
 
 
 # ---------------------------------------------------------------------- building
 
 
+def _selected(qid: str, choice: int, operator: str, description: str) -> dict[str, Any]:
+    """Branch/display logic: choice ``choice`` of ``qid`` is ``Selected``/``NotSelected``."""
+    locator = f"q://{qid}/SelectableChoice/{choice}"
+    return {"0": {"0": {
+        "LogicType": "Question", "QuestionID": qid, "QuestionIsInLoop": "no",
+        "ChoiceLocator": locator, "Operator": operator, "QuestionIDFromLocator": qid,
+        "LeftOperand": locator, "Type": "Expression", "Description": description},
+        "Type": "If"}, "Type": "BooleanExpression"}
+
+
+def _field_equals(field: str, value: str) -> dict[str, Any]:
+    """Display logic: the embedded-data ``field`` equals ``value``."""
+    return {"0": {"0": {
+        "LogicType": "EmbeddedField", "LeftOperand": field, "Operator": "EqualTo",
+        "RightOperand": value, "_HiddenExpression": False, "Type": "Expression",
+        "Description": f"If {field} Is Equal to {value}"}, "Type": "If"},
+        "Type": "BooleanExpression", "inPage": False}
+
+
+_RANDOMIZE_ALL = {"Advanced": None, "TotalRandSubset": "", "Type": "All"}
+_FORCE = {"Settings": {"ForceResponse": "ON", "ForceResponseType": "ON", "Type": "None"}}
+
+
 class _Builder:
-    """Accumulates questions and flow ids while a survey is built."""
+    """Accumulates questions, blocks and flow ids while a survey is built."""
 
     def __init__(self, study: Study, survey_id: str) -> None:
         self.study = study
@@ -128,16 +191,20 @@ class _Builder:
         self.questions: list[dict[str, Any]] = []
         self.tags: set[str] = set()
         self.flow_count = 1  # FL_1 is the root
+        self.blocks: list[dict[str, Any]] = []
 
     def flow_id(self) -> str:
         self.flow_count += 1
         return f"FL_{self.flow_count}"
 
+    def block_id(self, *parts: object) -> str:
+        return _ident("BL_", self.study.name, self.study.seed, *parts)
+
     def question(self, tag: str, text: str, qtype: str, selector: str,
                  sub_selector: str | None = None, **extra: Any) -> str:
         if tag in self.tags:
             raise QsfError(f"two questions would share the DataExportTag {tag!r}; "
-                           "rename a condition or task key")
+                           "rename a condition, task or check key")
         self.tags.add(tag)
         qid = f"QID{len(self.questions) + 1}"
         payload: dict[str, Any] = {
@@ -147,6 +214,7 @@ class _Builder:
             "DataVisibility": {"Private": False, "Hidden": False},
             "Validation": {"Settings": {"Type": "None"}}, "Language": [],
             "ChoiceOrder": [], "DefaultChoices": False,
+            "NextChoiceId": 4, "NextAnswerId": 1,  # what Qualtrics gives a new text block
         }
         if sub_selector is not None:
             payload["SubSelector"] = sub_selector
@@ -154,17 +222,22 @@ class _Builder:
         self.questions.append(payload)
         return qid
 
+    def text(self, tag: str, text: str, **extra: Any) -> str:
+        return self.question(tag, text, "DB", "TB", **extra)
+
     def choice_question(self, tag: str, text: str, labels: list[str]) -> str:
         return self.question(
             tag, text, "MC", "SAVR", "TX",
             Choices={str(i + 1): {"Display": lab} for i, lab in enumerate(labels)},
             ChoiceOrder=[str(i + 1) for i in range(len(labels))],
-            NextChoiceId=len(labels) + 1, NextAnswerId=1,
-            Validation={"Settings": {"ForceResponse": "ON", "ForceResponseType": "ON",
-                                     "Type": "None"}},
-        )
+            NextChoiceId=len(labels) + 1, NextAnswerId=1, Validation=_FORCE)
 
-    def matrix_question(self, tag: str, text: str, rows: list[str], cols: list[str]) -> str:
+    def check_question(self, chk: CheckQuestion) -> str:
+        return self.choice_question(chk.tag, chk.text, list(chk.choices))
+
+    def matrix_question(self, tag: str, text: str, rows: list[str], cols: list[str],
+                        randomize: bool = True) -> str:
+        extra: dict[str, Any] = {"Randomization": dict(_RANDOMIZE_ALL)} if randomize else {}
         return self.question(
             tag, text, "Matrix", "Likert", "SingleAnswer",
             Configuration={"QuestionDescriptionOption": "UseText", "TextPosition": "inline",
@@ -175,22 +248,44 @@ class _Builder:
             Answers={str(i + 1): {"Display": lab} for i, lab in enumerate(cols)},
             AnswerOrder=[i + 1 for i in range(len(cols))],
             ChoiceDataExportTags=False,
-            NextChoiceId=len(rows) + 1, NextAnswerId=len(cols) + 1,
-            Validation={"Settings": {"ForceResponse": "ON", "ForceResponseType": "ON",
-                                     "Type": "None"}},
-        )
+            NextChoiceId=len(rows) + 1, NextAnswerId=len(cols) + 1, Validation=_FORCE,
+            **extra)
 
-
-def _block(kind: str, description: str, block_id: str, pages: list[list[str]]) -> dict[str, Any]:
-    elements: list[dict[str, str]] = []
-    for i, page in enumerate(pages):
-        if i:
-            elements.append({"Type": "Page Break"})
-        elements.extend({"Type": "Question", "QuestionID": qid} for qid in page)
-    return {"Type": kind, "Description": description, "ID": block_id,
+    def block(self, kind: str, description: str, block_id: str, pages: list[list[str]]
+              ) -> str:
+        elements: list[dict[str, str]] = []
+        for i, page in enumerate(pages):
+            if i:
+                elements.append({"Type": "Page Break"})
+            elements.extend({"Type": "Question", "QuestionID": qid} for qid in page)
+        self.blocks.append({
+            "Type": kind, "Description": description, "ID": block_id,
             "BlockElements": elements,
             "Options": {"BlockLocking": "false", "RandomizeQuestions": "false",
-                        "BlockVisibility": "Expanded"}}
+                        "BlockVisibility": "Expanded"}})
+        return block_id
+
+    def standard(self, block_id: str) -> dict[str, Any]:
+        return {"Type": "Standard", "ID": block_id, "FlowID": self.flow_id(), "Autofill": []}
+
+    def early_end(self, reason: str, tag: str, logic: dict[str, Any], description: str
+                  ) -> dict[str, Any]:
+        """A branch that shows why the survey ends (a page of its own), then ends it."""
+        qid = self.text(tag, self.study.early_end_text(reason))
+        bid = self.block("Standard", f"End: {description}", self.block_id("end", tag), [[qid]])
+        return {"Type": "Branch", "FlowID": self.flow_id(), "Description": description,
+                "BranchLogic": logic,
+                "Flow": [self.standard(bid), {"Type": "EndSurvey", "FlowID": self.flow_id()}]}
+
+
+def _embedded(field: str, value: str | None = None) -> dict[str, Any]:
+    """An embedded-data field: set to ``value`` (Custom), or read from the URL (Recipient)."""
+    item: dict[str, Any] = {"Description": field, "Type": "Custom" if value is not None
+                            else "Recipient", "Field": field, "VariableType": "String",
+                            "DataVisibility": [], "AnalyzeText": False}
+    if value is not None:
+        item["Value"] = value
+    return item
 
 
 def build_qsf(study: Study, image_base_url: str | None = None,
@@ -212,93 +307,129 @@ def build_qsf(study: Study, image_base_url: str | None = None,
     b = _Builder(study, sid)
 
     def src(img: StudyImage) -> str:
-        return image_url(base, img)
+        return image_url(base, img, study)
 
-    blocks: list[dict[str, Any]] = []
-    consent_text = b.question("consent_text", study.consent_text, "DB", "TB")
-    consent = b.choice_question(TAG_CONSENT, "<p>Do you agree to take part?</p>",
-                                [study.consent_agree, study.consent_decline])
-    consent_id = _ident("BL_", study.name, study.seed, "consent")
-    blocks.append(_block("Default", "Consent", consent_id, [[consent_text, consent]]))
-    cond_blocks: list[tuple[str, str, str]] = []
+    flow: list[dict[str, Any]] = []
+    if study.prolific:
+        flow.append({"Type": "EmbeddedData", "FlowID": b.flow_id(),
+                     "EmbeddedData": [_embedded(f) for f in PROLIFIC_FIELDS]})
+
+    # consent (and device) page
+    page = [b.text("consent_text", study.consent_text),
+            b.choice_question(TAG_CONSENT, "<p>Do you agree to take part?</p>",
+                              [study.consent_agree, study.consent_decline])]
+    consent = page[1]
+    device = None
+    if study.device_choices:
+        device = b.choice_question(TAG_DEVICE, f"<p>{study.device_question}</p>",
+                                   list(study.device_choices))
+        page.append(device)
+    consent_block = b.block("Default", "Consent", b.block_id("consent"), [page])
+    flow.append({"Type": "Block", "ID": consent_block, "FlowID": b.flow_id(), "Autofill": []})
+    flow.append(b.early_end("declined", "end_declined", _selected(
+        consent, 2, "Selected", f"If {_plain(study.consent_decline)} Is Selected"),
+        "Consent declined"))
+    if device is not None:
+        flow.append(b.early_end("device", "end_device", _selected(
+            device, 1, "NotSelected", f"If {_plain(study.device_choices[0])} Is Not Selected"),
+            "Not a desktop or laptop computer"))
+
+    # tutorial and comprehension checks
+    if study.tutorial or study.comprehension_page is not None:
+        pages = [[b.text("tutorial_intro", f"<h2>Tutorial</h2>\n{study.tutorial_intro}")]]
+        for i, tpage in enumerate(study.tutorial):
+            pages.append([b.text(f"tutorial_page{i + 1}", render_page_html(tpage, src))])
+        check_ids: list[tuple[CheckQuestion, str]] = []
+        if study.comprehension_page is not None:
+            last = [b.text("tutorial_check", render_page_html(study.comprehension_page, src))]
+            for chk in study.checks_of("comprehension"):
+                qid = b.check_question(chk)
+                check_ids.append((chk, qid))
+                last.append(qid)
+            pages.append(last)
+        flow.append(b.standard(b.block("Standard", "Tutorial", b.block_id("tutorial"), pages)))
+        for chk, qid in check_ids:
+            flow.append(b.early_end("comprehension", f"end_{chk.tag}", _selected(
+                qid, chk.correct, "NotSelected",
+                f"If {_plain(chk.choices[chk.correct - 1])} Is Not Selected"),
+                f"Comprehension check {chk.tag} failed"))
+
+    # the conditions
+    randomizer: dict[str, Any] = {"Type": "BlockRandomizer", "FlowID": b.flow_id(),
+                                  "SubSet": 1, "EvenPresentation": True, "Flow": []}
     for cond in study.conditions:
-        pages = [[b.question(f"{cond.key}_intro",
-                             f"<h2>{html.escape(cond.title)}</h2>\n{cond.intro}", "DB", "TB")]]
-        for i, page in enumerate(cond.pages):
-            pages.append([b.question(f"{cond.key}_page{i + 1}",
-                                     render_page_html(page, src), "DB", "TB")])
-        bid = _ident("BL_", study.name, study.seed, "condition", cond.key)
-        blocks.append(_block("Standard", f"Condition {cond.key}: {cond.title}", bid, pages))
-        cond_blocks.append((cond.key, cond.title, bid))
+        pages = [[b.text(f"{cond.key}_intro",
+                         f"<h2>{html.escape(cond.title)}</h2>\n{cond.intro}")]]
+        for i, cpage in enumerate(cond.pages):
+            pages.append([b.text(f"{cond.key}_page{i + 1}", render_page_html(cpage, src))])
+        bid = b.block("Standard", f"Condition {cond.key}: {cond.title}",
+                      b.block_id("condition", cond.key), pages)
+        randomizer["Flow"].append({
+            "Type": "Group", "FlowID": b.flow_id(),
+            "Description": f"condition {cond.key}: {cond.title}",
+            "Flow": [{"Type": "EmbeddedData", "FlowID": b.flow_id(),
+                      "EmbeddedData": [_embedded(CONDITION_FIELD, cond.key)]},
+                     b.standard(bid)]})
+    flow.append(randomizer)
+
+    # the attribute page: the explanation again (per condition), the matrices, a check
+    on_attributes, slots = attention_slots(study)
+    page = []
+    for cond in study.conditions:
+        recap = ("<h3>The explanation again, for reference</h3>\n"
+                 + "\n".join(render_page_html(p, src, heading="h4") for p in cond.pages))
+        page.append(b.text(f"{cond.key}_recap", recap,
+                           DisplayLogic=_field_equals(CONDITION_FIELD, cond.key)))
     labels = [a.label for a in study.attributes]
-    rel = b.matrix_question(TAG_RELEVANCE, f"<p>{study.relevance_question}</p>", labels,
-                            list(study.relevance_answers))
-    conf = b.matrix_question(TAG_CONFIDENCE, f"<p>{study.confidence_question}</p>", labels,
-                             list(study.confidence_answers))
-    shared = [("Attribute relevance", "relevance", [[rel, conf]])]
+    page.append(b.matrix_question(TAG_RELEVANCE, f"<p>{study.relevance_question}</p>", labels,
+                                  list(study.relevance_answers)))
+    page += [b.check_question(chk) for chk in on_attributes]
+    page.append(b.matrix_question(TAG_CONFIDENCE, f"<p>{study.confidence_question}</p>",
+                                  labels, list(study.confidence_answers)))
+    flow.append(b.standard(b.block("Standard", "Attribute relevance",
+                                   b.block_id("shared", "relevance"), [page])))
     if study.tasks:
         task_pages = []
         for i, task in enumerate(study.tasks):
+            task_pages += [[b.check_question(chk)] for chk in slots.get(i, [])]
             alt = StudyImage(task.image.path, alt=f"Image {i + 1}", width=task.image.width,
                              height=task.image.height)
             text = (f"<p>{study.prediction_question}</p>\n"
-                    f'<p><img src="{html.escape(src(alt), quote=True)}" alt="{alt.alt}" '
-                    'style="max-width:100%;height:auto;"></p>')
+                    f"<p>{img_tag(alt, src(alt), display_width(alt))}</p>")
             task_pages.append([b.choice_question(f"predict_{task.key}", text,
                                                  list(study.class_names))])
-        shared.append(("Prediction tasks", "prediction", task_pages))
-    shared.append(("End", "end", [[b.question(TAG_END, study.end_text, "DB", "TB")]]))
-    shared_ids = []
-    for description, key, pages in shared:
-        bid = _ident("BL_", study.name, study.seed, "shared", key)
-        blocks.append(_block("Standard", description, bid, pages))
-        shared_ids.append(bid)
-    trash_id = _ident("BL_", study.name, study.seed, "trash")
+        flow.append(b.standard(b.block("Standard", "Prediction tasks",
+                                       b.block_id("shared", "prediction"), task_pages)))
+    flow.append(b.standard(b.block("Standard", "End", b.block_id("shared", "end"),
+                                   [[b.text(TAG_END, study.end_text)]])))
+    end: dict[str, Any] = {"Type": "EndSurvey", "FlowID": b.flow_id()}
+    if study.prolific:
+        end.update(EndingType="Advanced", Options={
+            "Advanced": "true", "SurveyTermination": "Redirect",
+            "EOSRedirectURL": prolific_completion_url(str(study.prolific_completion_code))})
+    flow.append(end)
+    # the Default block first, then the others in the order they were made, Trash last
+    blocks = [blk for blk in b.blocks if blk["Type"] == "Default"]
+    blocks += [blk for blk in b.blocks if blk["Type"] != "Default"]
     blocks.append({"Type": "Trash", "Description": "Trash / Unused Questions",
-                   "ID": trash_id, "BlockElements": []})
-
-    flow: list[dict[str, Any]] = [{"Type": "Block", "ID": consent_id, "FlowID": b.flow_id(),
-                                   "Autofill": []}]
-    locator = f"q://{consent}/SelectableChoice/2"
-    flow.append({
-        "Type": "Branch", "FlowID": b.flow_id(), "Description": "Consent declined",
-        "BranchLogic": {"0": {"0": {
-            "LogicType": "Question", "QuestionID": consent, "QuestionIsInLoop": "no",
-            "ChoiceLocator": locator, "Operator": "Selected",
-            "QuestionIDFromLocator": consent, "LeftOperand": locator, "Type": "Expression",
-            "Description": f"If {_plain(study.consent_decline)} Is Selected"},
-            "Type": "If"}, "Type": "BooleanExpression"},
-        "Flow": [{"Type": "EndSurvey", "FlowID": b.flow_id()}],
-    })
-    randomizer: dict[str, Any] = {"Type": "BlockRandomizer", "FlowID": b.flow_id(),
-                                  "SubSet": 1, "EvenPresentation": True, "Flow": []}
-    for key, title, bid in cond_blocks:
-        randomizer["Flow"].append({
-            "Type": "Group", "FlowID": b.flow_id(), "Description": f"condition {key}: {title}",
-            "Flow": [
-                {"Type": "EmbeddedData", "FlowID": b.flow_id(), "EmbeddedData": [{
-                    "Description": CONDITION_FIELD, "Type": "Custom",
-                    "Field": CONDITION_FIELD, "VariableType": "String",
-                    "DataVisibility": [], "AnalyzeText": False, "Value": key}]},
-                {"Type": "Standard", "ID": bid, "FlowID": b.flow_id(), "Autofill": []},
-            ]})
-    flow.append(randomizer)
-    flow.extend({"Type": "Standard", "ID": bid, "FlowID": b.flow_id(), "Autofill": []}
-                for bid in shared_ids)
-    flow.append({"Type": "EndSurvey", "FlowID": b.flow_id()})
+                   "ID": b.block_id("trash"), "BlockElements": []})
     root = {"Type": "Root", "FlowID": "FL_1", "Flow": flow,
             "Properties": {"Count": b.flow_count}}
 
     rs = _ident("RS_", study.name, study.seed, "responses")
     owner = _ident("UR_", study.name, study.seed, "owner")
 
-    def element(kind: str, primary: str, secondary: str | None, payload: Any) -> dict[str, Any]:
+    def element(kind: str, primary: str, secondary: str | None, payload: Any,
+                tertiary: str | None = None) -> dict[str, Any]:
         return {"SurveyID": sid, "Element": kind, "PrimaryAttribute": primary,
-                "SecondaryAttribute": secondary, "TertiaryAttribute": None, "Payload": payload}
+                "SecondaryAttribute": secondary, "TertiaryAttribute": tertiary,
+                "Payload": payload}
 
     elements = [
-        element("BL", "Survey Blocks", None, {str(i): blk for i, blk in enumerate(blocks)}),
+        element("BL", "Survey Blocks", None, blocks),
         element("FL", "Survey Flow", None, root),
+        element("PROJ", "CORE", None, {"ProjectCategory": "CORE", "SchemaVersion": "1.1.0"},
+                "1.1.0"),
         element("SO", "Survey Options", None, {
             "BackButton": "false", "SaveAndContinue": "true",
             "SurveyProtection": "PublicSurvey", "BallotBoxStuffingPrevention": "false",
@@ -307,6 +438,13 @@ def build_qsf(study: Study, image_base_url: str | None = None,
             "ProgressBarDisplay": "None", "PartialData": "+1 week",
             "PreviousButton": " ← ", "NextButton": " → ", "SurveyTitle": study.name,
             "SurveyLanguage": "EN"}),
+        element("SCO", "Scoring", None, {
+            "ScoringCategories": [], "ScoringCategoryGroups": [],
+            "ScoringSummaryCategory": None, "ScoringSummaryAfterQuestions": 0,
+            "ScoringSummaryAfterSurvey": 0, "DefaultScoringCategory": None,
+            "AutoScoringCategory": None}),
+        element("STAT", "Survey Statistics", None, {"MobileCompatible": True,
+                                                    "ID": "Survey Statistics"}),
     ]
     elements += [element("SQ", q["QuestionID"], _plain(q["QuestionText"]), q)
                  for q in b.questions]
@@ -331,7 +469,6 @@ def write_qsf(path: str | os.PathLike[str], study: Study, image_base_url: str | 
     return qsf
 
 
-
 # ---------------------------------------------------------------------- response layout
 
 
@@ -352,8 +489,13 @@ class ResponseLayout:
     relevance: dict[str, Column]  # attribute key -> column
     confidence: dict[str, Column]  # attribute key -> column
     prediction: dict[str, Column]  # task key -> column
+    checks: dict[str, Column] = dataclasses.field(default_factory=dict)  # check tag -> column
+    device: Column | None = None  # the device question (choice 1 = desktop), if asked
+    embedded: dict[str, Column] = dataclasses.field(default_factory=dict)  # Prolific ids
 
     def columns(self) -> list[Column]:
+        """The answer columns every finished response has (not the checks, the device
+        question or the Prolific ids: see ``checks``, ``device``, ``embedded``)."""
         return [self.consent, self.condition, *self.relevance.values(),
                 *self.confidence.values(), *self.prediction.values()]
 
@@ -386,9 +528,16 @@ def response_layout(study: Study, parsed: ParsedSurvey | None = None) -> Respons
         return {a.key: Column(f"{tag}_{i + 1}", f"{qid}_{i + 1}")
                 for i, a in enumerate(study.attributes)}
 
+    missing_checks = [c.tag for c in study.checks if c.tag not in tags]
+    if missing_checks:
+        raise QsfError(f"the survey has no check questions tagged {missing_checks}: it was "
+                       "not built from this study")
     return ResponseLayout(
         consent=Column(TAG_CONSENT, tags[TAG_CONSENT]),
         condition=Column(CONDITION_FIELD, CONDITION_FIELD),
         relevance=matrix(TAG_RELEVANCE), confidence=matrix(TAG_CONFIDENCE),
         prediction={t.key: Column(f"predict_{t.key}", tags[f"predict_{t.key}"])
-                    for t in study.tasks})
+                    for t in study.tasks},
+        checks={c.tag: Column(c.tag, tags[c.tag]) for c in study.checks},
+        device=Column(TAG_DEVICE, tags[TAG_DEVICE]) if TAG_DEVICE in tags else None,
+        embedded={f: Column(f, f) for f in PROLIFIC_FIELDS if f in parsed.embedded_fields})

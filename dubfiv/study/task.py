@@ -29,15 +29,16 @@ import numpy as np
 
 from dubfiv.study.content import Attribute, PredictionTask, StudyImage
 from dubfiv.study.figures import (
-    IMAGES_DIR,
     MaterialError,
     RenderSettings,
+    cell_path,
     save_cell,
     scene_of,
 )
 
 if TYPE_CHECKING:
     from dubfiv.analysis import Analysis
+    from dubfiv.study.names import ImageNamer
 
 __all__ = [
     "GROUND_TRUTH_FILE",
@@ -161,16 +162,18 @@ def select_prediction_tasks(logits: np.ndarray, labels: np.ndarray, n: int, seed
 
 
 def prediction_tasks(analysis: Analysis, folder: Path, n_tasks: int, seed: int,
-                     settings: RenderSettings) -> tuple[list[PredictionTask], dict[str, Any]]:
+                     settings: RenderSettings, namer: ImageNamer | None = None
+                     ) -> tuple[list[PredictionTask], dict[str, Any]]:
     """Select, write and describe the prediction tasks (test split).
 
-    Images go to ``images/tasks/taskNN.png`` (named by number only: the file
-    name is visible to participants). Returns the tasks and a JSON-ready record.
+    Images get neutral names from ``namer`` (key ``tasks/taskNN``), else go to
+    ``images/tasks/taskNN.png`` (named by number only: the file name is visible
+    to participants). Returns the tasks and a JSON-ready record.
     """
     data = analysis.task
     if not 1 <= n_tasks <= len(data):
-        raise MaterialError(f"--n_tasks {n_tasks}: the test sample has {len(data)} images; "
-                            f"choose 1 to {len(data)} tasks")
+        raise MaterialError(f"n_tasks {n_tasks}: the test sample has {len(data)} images; "
+                            f"choose 1 to {len(data)} tasks", parameter="n_tasks")
     positions = select_prediction_tasks(data.logits, data.labels, n_tasks, seed)
     indices = data.indices[positions]
     images = analysis.images(data.split, indices)
@@ -179,7 +182,7 @@ def prediction_tasks(analysis: Analysis, folder: Path, n_tasks: int, seed: int,
     width_digits = max(2, len(str(len(positions))))
     for i, (position, index) in enumerate(zip(positions, indices, strict=True)):
         key = f"task{i + 1:0{width_digits}d}"
-        rel = f"{IMAGES_DIR}/tasks/{key}.png"
+        rel = cell_path(namer, f"tasks/{key}")
         width, height = save_cell(images[i], folder / rel, settings)
         logit = float(data.logits[position])
         true_label = settings.class_names[int(data.labels[position] > 0.5)]
@@ -187,7 +190,8 @@ def prediction_tasks(analysis: Analysis, folder: Path, n_tasks: int, seed: int,
                                               height=height), logit, true_label)
         tasks.append(task)
         prediction = settings.class_names[int(logit > 0)]
-        records.append({"key": key, "path": rel, "split": data.split, "index": int(index),
+        records.append({"key": key, "path": rel, "image_key": f"tasks/{key}",
+                        "split": data.split, "index": int(index),
                         "image_id": data.image_ids[position], "position": int(position),
                         "logit": logit, "label": float(data.labels[position]),
                         "true_label": true_label, "model_prediction": prediction,

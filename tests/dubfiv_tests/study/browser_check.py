@@ -5,7 +5,8 @@ Shared by the study tests (``test_preview_browser.py``, ``test_export_browser.py
 fd 3, replies and events on fd 4, NUL-separated JSON), listens to
 ``Runtime.exceptionThrown``, ``Runtime.consoleAPICalled`` (error/assert) and
 ``Log.entryAdded`` (level error, e.g. failed resource loads), and after the
-load event reads every ``<img>``'s ``src``/``complete``/``naturalWidth``.
+load event reads every ``<img>``'s ``src``/``complete``/``naturalWidth`` and its
+rendered width in CSS px (in a 1280 px wide window).
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ class Chromium:
 
 
 def check_page(binary: str, page: Path, profile: Path) -> dict[str, Any]:
-    """Open ``page``; return console/JS errors and every image's (src, complete, width)."""
+    """Open ``page``; return console/JS errors and every image's
+    (src, complete, natural width, rendered CSS width)."""
     browser = Chromium(binary, profile)
     try:
         target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -126,13 +128,17 @@ def check_page(binary: str, page: Path, profile: Path) -> dict[str, Any]:
                                {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Runtime", "Log", "Page"):
             browser.send(f"{domain}.enable", session=session)
+        browser.send("Emulation.setDeviceMetricsOverride", {
+            "width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+            session=session)
         nav = browser.send("Page.navigate", {"url": page.resolve().as_uri()}, session=session)
         if nav.get("errorText"):
             return {"errors": [f"navigation failed: {nav['errorText']}"], "images": []}
         browser.wait_for("Page.loadEventFired")
         result = browser.send("Runtime.evaluate", {
             "expression": "JSON.stringify(Array.from(document.images).map("
-                          "i => [i.getAttribute('src'), i.complete, i.naturalWidth]))",
+                          "i => [i.getAttribute('src'), i.complete, i.naturalWidth, "
+                          "i.getBoundingClientRect().width]))",
             "returnByValue": True}, session=session)
         images = json.loads(result["result"]["value"])
         browser.send("Runtime.evaluate", {"expression": "1"}, session=session)  # flush events

@@ -3,14 +3,16 @@
 One export with all three conditions (few rows, few concepts, all 150 images
 per split) is shared by most tests; the ground-truth and rerun tests export
 the baseline condition of a copy of the run through the CLI. The run is always
-copied first: the export writes the analysis cache beside the run.
+copied first: the export writes the analysis cache beside the run. The
+tutorial's renderer is replaced by a fast fake here (:func:`fake_render`);
+``test_tutorial.py`` renders it for real.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -20,7 +22,6 @@ import toml
 import torch
 from browser_check import check_page, require_browser
 from PIL import Image
-from scipy.stats import binomtest
 
 import dubfiv
 from dubfiv.cli.export_user_study import main
@@ -34,7 +35,8 @@ from dubfiv.study.export import (
     export_user_study,
     replace_image_urls,
 )
-from dubfiv.study.qualtrics import read_qsf, response_layout, validate_qsf
+from dubfiv.study.names import NAMES_RECORD
+from dubfiv.study.qualtrics import read_qsf, validate_qsf
 from dubfiv.study.task import answer_attributes, read_ground_truth, select_prediction_tasks
 from two4two.scene_parameters import load_jsonl
 
@@ -53,7 +55,37 @@ EXPECTED_TRUTH = {"arm_position": True, "obj_color": True, "bg_color": False,
                   "spherical": None, "rotation": False, "bending": None, "position": True}
 
 
+NEUTRAL = re.compile(r"public/[0-9a-f]{16}\.png")
+N_TUTORIAL_IMAGES = 7 * 5 + 2 * 2  # a row of five per attribute, two pairs
+
+
+def fake_render(scenes, settings, progress=None) -> list[np.ndarray]:
+    """Stand-in for Cycles: the background colour with a block of the object colour whose
+    size, place and shape follow the scene's other attributes (every scene differs)."""
+    out = []
+    for i, scene in enumerate(scenes):
+        res = settings.resolution
+        image = np.empty((res, res, 3), np.uint8)
+        image[:] = np.round(np.asarray(scene.bg_color_rgba[:3]) * 255)
+        size = int(res * (0.2 + 0.2 * scene.arm_position + 0.1 * scene.spherical))
+        x0 = int(res * (0.3 + 0.1 * scene.position_x + 0.05 * scene.bending))
+        y0 = int(res * (0.3 - 0.1 * scene.position_y + 0.05 * scene.obj_rotation_yaw
+                        + 0.05 * scene.obj_rotation_pitch))
+        image[y0:y0 + size, x0:x0 + size] = np.round(np.asarray(scene.obj_color_rgba[:3]) * 255)
+        out.append(image)
+        if progress is not None:
+            progress(i + 1, len(scenes))
+    return out
+
+
 # ---------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast_tutorial():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("dubfiv.study.tutorial.render_scenes", fake_render)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +179,9 @@ def gt_run(exported: ExportResult, run_copy: Path, tmp_path_factory) -> Path:
 def test_all_files_present_and_in_the_manifest(exported: ExportResult, run_copy: Path) -> None:
     folder = exported.output
     for rel in ("study.json", "study.qsf", "index.html", "README.md", "export.json",
-                "records/task.json", *[f"{d}/{c}.{e}" for c in ("baseline", "inn", "concepts")
-                                       for d, e in (("figures", "png"), ("records", "json"))]):
+                "records/task.json", "records/tutorial.json", NAMES_RECORD,
+                *[f"{d}/{c}.{e}" for c in ("baseline", "inn", "concepts")
+                  for d, e in (("figures", "png"), ("records", "json"))]):
         assert (folder / rel).is_file(), rel
     manifest = json.loads((folder / MANIFEST).read_text())
     on_disk = {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -185,7 +218,12 @@ def test_qsf_is_an_importable_survey_of_the_study(exported: ExportResult) -> Non
                                                for e in questions)
     qc = next(e for e in qsf["SurveyElements"] if e["Element"] == "QC")
     assert qc["SecondaryAttribute"] == str(len(questions))
-    blocks = next(e for e in qsf["SurveyElements"] if e["Element"] == "BL")["Payload"].values()
+    blocks = next(e for e in qsf["SurveyElements"] if e["Element"] == "BL")["Payload"]
+    assert isinstance(blocks, list)  # as in Qualtrics' own exports
+    for kind in ("SCO", "PROJ", "STAT"):
+        assert kinds.count(kind) == 1, kind
+    assert all(isinstance(e["Payload"]["NextChoiceId"], int)
+               and isinstance(e["Payload"]["NextAnswerId"], int) for e in questions)
     in_blocks = [el["QuestionID"] for b in blocks for el in b["BlockElements"]
                  if el["Type"] == "Question"]
     assert sorted(in_blocks) == sorted(qids)  # every question in exactly one block
@@ -201,9 +239,10 @@ def test_qsf_is_an_importable_survey_of_the_study(exported: ExportResult) -> Non
     assert {f"predict_{t.key}" for t in study.tasks} <= set(parsed.export_tags)
     paths = parsed.image_paths(BASE)
     assert len(paths) == len(parsed.image_urls)  # every image is under the base URL
-    assert sorted(paths) == sorted(img.path for img in study.images())
-    assert all((folder / p).is_file() for p in paths)
-    assert validate_qsf(qsf, folder, BASE) == []
+    assert sorted(paths) == sorted({study.hosted_path(img) for img in study.images()})
+    assert all(re.fullmatch(r"[0-9a-f]{16}\.png", p) for p in paths)
+    assert all((folder / "public" / p).is_file() for p in paths)
+    assert validate_qsf(qsf, folder / "public", BASE) == []
     assert Study.load(folder) == study and study.validate(folder) == []
 
 
@@ -213,8 +252,10 @@ def test_qsf_is_an_importable_survey_of_the_study(exported: ExportResult) -> Non
 def test_pngs_are_print_quality(exported: ExportResult) -> None:
     folder = exported.output
     pngs = sorted(folder.rglob("*.png"))
-    assert len(pngs) == (3 + ROWS * 5 + ROWS * 6 + len(exported.study.conditions[2].pages[0]
-                                                        .images) + N_TASKS)
+    n_cells = (ROWS * 5 + ROWS * 6 + len(exported.study.conditions[2].pages[0].images)
+               + N_TASKS + N_TUTORIAL_IMAGES)
+    assert len(pngs) == 3 + n_cells
+    assert len(list((folder / "public").iterdir())) == n_cells
     for path in pngs:
         with Image.open(path) as im:
             assert min(im.info["dpi"]) >= 300, path
@@ -318,7 +359,7 @@ def test_prediction_tasks_are_balanced_and_recorded(exported: ExportResult,
         assert task.true_label == rec["true_label"]
         assert rec["model_prediction"] == study.model_prediction(task)
         assert rec["model_correct"] == (rec["model_prediction"] == rec["true_label"])
-        assert rec["key"] in Path(rec["path"]).stem and "eaky" not in rec["path"]
+        assert NEUTRAL.fullmatch(rec["path"]), rec["path"]
         assert task.image.alt.startswith("Image ")
     assert len({t["image_id"] for t in tasks}) == N_TASKS
     files = [_dataset_file(small_dataset, "test", t["image_id"]) for t in tasks]
@@ -360,28 +401,49 @@ def test_without_ground_truth_the_answers_are_open(exported: ExportResult) -> No
 @pytest.fixture(scope="module")
 def gt_export(gt_run: Path, small_dataset: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("gt_export") / "study"
-    assert main(_cli_args(gt_run, out, small_dataset, "--n_tasks", "4", base_url=None)) == 0
+    assert main(_cli_args(gt_run, out, small_dataset, "--n_tasks", "4",
+                          "--prolific-completion-code", "CODE42X", base_url=None)) == 0
     return out
 
 
 def test_ground_truth_answers_follow_the_report(gt_export: Path) -> None:
     study = Study.load(gt_export)
-    assert {a.key: a.relevant for a in study.attributes} == EXPECTED_TRUTH
+    # only the attributes with a verdict are asked
+    known = {k: v for k, v in EXPECTED_TRUTH.items() if v is not None}
+    assert {a.key: a.relevant for a in study.attributes} == known
     task = _record(gt_export, "task")
     assert task["ground_truth"]["status"] == "read"
+    assert task["asked"] == list(known) and task["not_asked"] == ["spherical", "bending"]
     used = {a["key"]: a["verdicts_used"] for a in task["attributes"]}
     assert used["position"] == {"position_x": True}
     assert used["rotation"] == {k: False for k in ("obj_rotation_roll", "obj_rotation_pitch",
                                                    "obj_rotation_yaw")}
-    assert "spherical / cubic shape: unknown" in (gt_export / "index.html").read_text()
+    labels = {a.key: a.label for a in default_attributes()}
+    assert read_qsf(gt_export / "study.qsf").attributes == [labels[k] for k in known]
+    preview = (gt_export / "index.html").read_text()
+    assert "position: relevant" in preview and "unknown" not in preview.split("Ground truth")[1]
+    assert any("no verdict for spherical, bending" in n
+               for n in json.loads((gt_export / "export.json").read_text())["notes"])
+
+
+def test_prolific_flag_sets_up_the_survey(gt_export: Path) -> None:
+    parsed = read_qsf(gt_export / "study.qsf")
+    assert parsed.url_fields == ["PROLIFIC_PID", "STUDY_ID", "SESSION_ID"]
+    assert parsed.redirects == ["https://app.prolific.com/submissions/complete?cc=CODE42X"]
+    study = Study.load(gt_export)
+    assert study.prolific_completion_code == "CODE42X"
+    declined = next(q for q in parsed.questions.values() if q.export_tag == "end_declined")
+    assert "return your submission" in declined.text
 
 
 def test_placeholder_url_is_noted(gt_export: Path) -> None:
     notes = json.loads((gt_export / "export.json").read_text())["notes"]
     assert any(PLACEHOLDER_BASE_URL in n and "--image-base-url" in n for n in notes)
     assert PLACEHOLDER_BASE_URL in (gt_export / "README.md").read_text()
-    assert all(u.startswith(PLACEHOLDER_BASE_URL + "/images/")
-               for u in read_qsf(gt_export / "study.qsf").image_urls)
+    urls = read_qsf(gt_export / "study.qsf").image_urls
+    assert urls and all(u.startswith(PLACEHOLDER_BASE_URL + "/")
+                        and NEUTRAL.fullmatch("public/" + u[len(PLACEHOLDER_BASE_URL) + 1:])
+                        for u in urls)
 
 
 def test_ground_truth_reader_is_defensive(tmp_path: Path) -> None:
@@ -470,12 +532,30 @@ def test_bad_input_fails_before_writing(case: str, run_copy: Path, small_dataset
         assert not _leftovers(tmp_path / "out", "study")
 
 
-def test_library_names_the_flags(run_copy: Path) -> None:
-    with pytest.raises(ExportError, match="--condition"):
-        export_user_study(ExportConfig(run_dir=run_copy, condition="cnn"))
-    with pytest.raises(ExportError, match="--rows"):
-        export_user_study(ExportConfig(run_dir=run_copy, rows=0))
+def test_library_names_parameters_and_the_command_names_flags(run_copy: Path, tmp_path: Path,
+                                                             capsys) -> None:
+    from dubfiv.cli.export_user_study import FLAGS, build_parser
+
+    cases = [({"condition": "cnn"}, "condition", "--condition"),
+             ({"rows": 0}, "rows", "--rows"),
+             ({"image_base_url": "ftp://x"}, "image_base_url", "--image-base-url"),
+             ({"prolific_completion_code": "a b"}, "prolific_completion_code",
+              "--prolific-completion-code"),
+             ({"tutorial_samples": 0}, "tutorial_samples", "--tutorial_samples")]
+    for kwargs, parameter, flag in cases:
+        with pytest.raises(ExportError) as info:
+            export_user_study(ExportConfig(run_dir=run_copy, **kwargs))
+        assert info.value.parameter == parameter and str(info.value).startswith(parameter)
+        assert "--" not in str(info.value)
+        assert FLAGS[parameter] == flag
     assert not (run_copy / "user_study").exists()
+    # every mapped flag exists in the parser
+    options = {o for a in build_parser()._actions for o in a.option_strings}
+    assert set(FLAGS.values()) <= options
+    assert _run_cli(["--model", str(run_copy), "--output", str(tmp_path / "s"),
+                     "--tutorial_samples", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "error: --tutorial_samples 0 must be" in err
 
 
 def test_rerun_replaces_the_folder_atomically(gt_run: Path, small_dataset: Path,
@@ -486,10 +566,12 @@ def test_rerun_replaces_the_folder_atomically(gt_run: Path, small_dataset: Path,
     (out / "stray.txt").write_text("left from before")
     assert main(_cli_args(gt_run, out, small_dataset, "--n_tasks", "6")) == 0
     assert not (out / "stray.txt").exists()
-    assert (out / "images" / "tasks" / "task06.png").is_file()
+    tasks = Study.load(out).tasks
+    assert len(tasks) == 6 and all((out / t.image.path).is_file() for t in tasks)
     assert verify_manifest(out) == []
     second = _snapshot(out)
-    baseline = [k for k in first if k.startswith("images/baseline/")]
+    names = json.loads(first[NAMES_RECORD])["images"]
+    baseline = [e["path"] for e in names if e["key"].startswith("baseline/")]
     assert baseline and all(first[k] == second[k] for k in baseline)  # same seed, same images
     assert not _leftovers(tmp_path, "study")
     capsys.readouterr()
@@ -520,50 +602,25 @@ def test_swapping_image_urls(exported: ExportResult) -> None:
         replace_image_urls(qsf, dict(list(library.items())[1:]))
 
 
-def test_results_reader_runs_on_a_generated_csv(exported: ExportResult, tmp_path: Path) -> None:
+def test_results_read_the_responses_of_an_export(gt_export: Path, tmp_path: Path) -> None:
+    """The exported survey's columns (checks, device, Prolific ids) are what the results
+    command reads: simulated participants who pass everything are all used."""
     from dubfiv.cli.study_results import main as results_main
+    from dubfiv.study.simulate import SimulationConfig, simulate, write_responses_csv
 
-    folder, study = exported.output, exported.study
-    layout = response_layout(study, read_qsf(folder / "study.qsf"))
-    rng = np.random.default_rng(7)
-    n = 25
-    columns = [("Finished", "finished"), (layout.consent.tag, layout.consent.import_id),
-               (layout.condition.tag, layout.condition.import_id)]
-    columns += [(c.tag, c.import_id) for c in layout.relevance.values()]
-    columns += [(c.tag, c.import_id) for c in layout.confidence.values()]
-    columns += [(c.tag, c.import_id) for c in layout.prediction.values()]
-    rows, relevant = [], {}
-    for cond in study.conditions:
-        votes = rng.random((n, len(study.attributes))) < np.linspace(0.2, 0.8,
-                                                                      len(study.attributes))
-        relevant[cond.key] = votes.sum(axis=0)
-        for j in range(n):
-            row = ["1", "1", cond.key]
-            row += ["1" if v else "2" for v in votes[j]]
-            row += [str(rng.integers(1, 6)) for _ in study.attributes]
-            row += [str(rng.integers(1, 3)) for _ in study.tasks]
-            rows.append(row)
-    path = tmp_path / "responses.csv"
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow([tag for tag, _ in columns])
-        writer.writerow([f"question {tag}" for tag, _ in columns])
-        writer.writerow([json.dumps({"ImportId": imp}) for _, imp in columns])
-        writer.writerows(rows)
-    assert results_main(["--responses", str(path), "--study", str(folder),
+    study = Study.load(gt_export)
+    assert {c.tag for c in study.checks} == {"comprehension_1", "comprehension_2",
+                                              "attention_1", "attention_2"}
+    n = 12
+    sim = simulate(study, SimulationConfig(n_per_condition=n, seed=5))
+    path = write_responses_csv(tmp_path / "responses.csv", study, sim.rows)
+    header = path.read_text(encoding="utf-8").splitlines()[0].split(",")
+    for tag in [c.tag for c in study.checks] + ["device", "PROLIFIC_PID", "condition"]:
+        assert tag in header, tag
+    assert results_main(["--responses", str(path), "--study", str(gt_export),
                          "--output", str(tmp_path / "results")]) == 0
     results = json.loads((tmp_path / "results" / "results.json").read_text())
     assert results["n_used"] == n * len(study.conditions)
-    for cond in study.conditions:
-        got = results["conditions"][cond.key]
-        assert got["n_participants"] == n
-        for a, attr in enumerate(study.attributes):
-            entry = got["attributes"][attr.key]
-            k = int(relevant[cond.key][a])
-            ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
-            assert entry["k"] == k and entry["ci95"] == pytest.approx([ci.low, ci.high])
-            assert entry["ground_truth"] is None
-    assert (tmp_path / "results" / "results.png").is_file()
 
 
 def test_exported_preview_in_a_browser(exported: ExportResult, tmp_path: Path) -> None:
@@ -571,4 +628,6 @@ def test_exported_preview_in_a_browser(exported: ExportResult, tmp_path: Path) -
     result = check_page(binary, exported.output / "index.html", tmp_path / "profile")
     assert result["errors"] == []
     assert len(result["images"]) == len(exported.study.images())
-    assert all(complete and width > 0 for _, complete, width in result["images"]), result
+    assert all(complete and width > 0 for _, complete, width, _ in result["images"]), result
+    shown = [css for *_, css in result["images"]]
+    assert min(shown) >= 128, shown  # every cell legible on screen

@@ -86,7 +86,7 @@ def test_checker_catches_broken_pages(chromium: str, tmp_path: Path) -> None:
         '<script>console.error("deliberate console error");</script>'
         '<script>undefinedFunction();</script></body></html>')
     result = check_page(chromium, page, tmp_path / "profile")
-    widths = {src: width for src, _, width in result["images"]}
+    widths = {src: width for src, _, width, _ in result["images"]}
     assert widths == {"ok.png": 5, "missing.png": 0, "corrupt.png": 0}
     text = "\n".join(result["errors"])
     assert "deliberate console error" in text
@@ -101,4 +101,5 @@ def test_preview_loads_without_errors_and_shows_every_image(chromium: str, study
     result = check_page(chromium, page, tmp_path / "profile")
     assert result["errors"] == []
     assert len(result["images"]) == len(study.images())
-    assert all(complete and width > 0 for _, complete, width in result["images"]), result
+    assert all(complete and width > 0 for _, complete, width, _ in result["images"]), result
+    assert min(css for *_, css in result["images"]) >= 128
