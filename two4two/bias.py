@@ -136,6 +136,16 @@ class Sampler:
                 )
         if isinstance(self.obj_name, Mapping):
             raise ValueError(f"{type(self).__name__}.obj_name cannot depend on the class")
+        for name in ("obj_color_map", "bg_color_map"):
+            cmap = getattr(self, name)
+            if isinstance(cmap, str):
+                try:
+                    utils.get_cmap(cmap)
+                except ValueError as error:
+                    raise ValueError(f"{type(self).__name__}.{name}: {error}") from None
+            elif not callable(cmap):
+                raise ValueError(f"{type(self).__name__}.{name} must be a matplotlib colour "
+                                 f"map or its name, got {cmap!r}")
 
     # ------------------------------------------------------------------ drawing
 

@@ -203,6 +203,8 @@ def test_color_maps_are_dataclass_fields() -> None:
     p = two4two.Sampler(obj_color_map=viridis).sample()
     assert p.obj_color_rgba == pytest.approx(viridis(p.obj_color))
     assert two4two.ColorBiasedSampler().obj_color_map == "seismic"
+    with pytest.raises(ValueError, match=r"bg_color_map.*no_such_map"):
+        two4two.Sampler(bg_color_map="no_such_map")
 
 
 def test_sample_with_obj_name_marks_it_sampled() -> None:
