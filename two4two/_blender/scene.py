@@ -3,16 +3,25 @@
 :class:`BlenderScene` builds the scene of ``TWO4TWO.md`` once and updates it
 per image:
 
-* **Blocks**: one mesh shared by eight objects (Cycles instances it). The mesh
-  is the evaluated result of a hidden template object: a cube of edge
-  ``0.8 + 0.1 * spherical`` with a Bevel modifier (one segment, width
-  ``0.05 + edge * 0.25 * spherical``, Blender's default limit method and offset
-  type) and a Subdivision Surface modifier (Catmull-Clark, level 1, default
-  limit surface) -- the same vertices as applying the modifiers. Faces stay
-  flat-shaded, as the primitive cube is. The template is re-evaluated only
-  when ``spherical`` changes; its vertex positions are copied into the shared
-  mesh (same topology). Each block gets a rigid ``[4, 4]`` matrix from
-  :func:`two4two._blender.geometry.pose_blocks` and ``pass_index`` 1..8.
+* **Blocks** (facts in ``docs/two4two_scene.md``): a hidden *template*
+  object, a cube of edge ``0.8 + 0.1 * spherical`` with a Bevel modifier
+  (one segment, width ``0.05 + edge * 0.25 * spherical``) and a Catmull-Clark
+  Subdivision Surface modifier (level :data:`SUBDIVISION_LEVEL`), is evaluated
+  once per ``spherical``: its vertices ``[V, 3]`` and, through eight one-hot
+  vertex groups, how each evaluated vertex interpolates the cube's corners
+  (``[V, 8]``; the weights a live modifier stack would hand to the Armature
+  modifier after it). Faces are smooth-shaded. Each of the eight block
+  objects (``pass_index`` 1..8) has its own copy of that mesh, whose vertices
+  are rewritten per image in world coordinates: the template placed at the
+  block's centre, bent by linear blend skinning (:func:`geometry.skin`) with
+  automatic (heat) bone weights, then moved by the object matrix
+  (:func:`geometry.object_matrix`).
+* **Heat weights**: a hidden copy of the base mesh (eight cubes, 64 corners)
+  and an armature with the bones of :func:`geometry.bones`; per
+  ``(spherical, arm_position)`` Blender's ``parent_set(type='ARMATURE_AUTO')``
+  (run with ``bpy.context.temp_override``) computes the corners' weights,
+  which are read back ``[64, 8]``. Blender's bone-heat solver is
+  deterministic.
 * **Materials**: a Diffuse BSDF whose colour comes from the object's colour
   (Object Info node), so a new colour is an object update, not a shader
   recompile. The blocks' colour is ``obj_color_rgba[:3]``, the background
@@ -29,11 +38,9 @@ per image:
   fixed seed 0, persistent data (only what changed is re-synced between
   images), one tile.
 * **Colour management**: "Filmic" by default, Blender 2.83's default view
-  transform (the original does not set one, as far as TWO4TWO.md tells). With
-  "Standard" this light (20 kW) blows most of the image out to white (96% of
-  the pixels of the default scene clip at 255), while Filmic gives soft,
-  unclipped pastel images (not compared with the released ones: they cannot
-  be downloaded here). ``view_transform`` selects another. Images are 8-bit,
+  transform, with an exposure of :data:`EXPOSURE_EV` (see
+  ``docs/two4two_scene.md``: with it, our images are as bright as the
+  original's). ``view_transform`` selects another. Images are 8-bit,
   without dithering (2.83 dithered by default; we keep renders deterministic).
 * **Read-out**: Blender cannot hand render pixels to Python in background mode
   (the ``Render Result`` image has no pixel buffer; the compositor's Viewer
@@ -55,15 +62,16 @@ from pathlib import Path
 from typing import Any
 
 import bpy
-import mathutils
 import numpy as np
 from PIL import Image
 
 from two4two._blender import geometry
 from two4two._blender.exr import read_exr_channels
 from two4two._blender.spec import DEFAULT_VIEW_TRANSFORM, RenderSpec, mask_from_index_pass
+from two4two.errors import Two4TwoError
 
-__all__ = ["BlenderScene", "SceneTimings", "select_device"]
+__all__ = ["EXPOSURE_EV", "SUBDIVISION_LEVEL", "BlenderScene", "HeatWeightError",
+           "SceneTimings", "select_device"]
 
 _CAMERA_LOCATION = (9.0, 0.0, 0.0)
 _CAMERA_ROTATION = (math.pi / 2, 0.0, math.pi / 2)
@@ -74,9 +82,14 @@ _LIGHT_SIZE = (20.0, 15.0)
 _PLANE_HALF_SIZE = 10.0
 _PLANE_DISTANCE = 10.0
 _UNIT_CUBE_VERTICES = [(x, y, z) for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)]
-_UNIT_CUBE_FACES = [  # outward-facing quads (counter-clockwise seen from outside)
-    (0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)
-]
+_UNIT_CUBE_FACES = list(geometry.CUBE_FACES)  # outward-facing quads
+
+SUBDIVISION_LEVEL = 3
+"""Catmull-Clark level of the blocks (smooth-shaded); see ``docs/two4two_scene.md``
+for the comparison with the original's level 5."""
+
+EXPOSURE_EV = -0.3
+"""View exposure (stops) applied before the view transform."""
 _GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI")
 _BMP_FORMAT = {"file_format": "BMP", "color_mode": "RGB"}
 _EXR_FORMAT = {"file_format": "OPEN_EXR_MULTILAYER", "exr_codec": "NONE", "color_depth": "32"}
@@ -86,6 +99,10 @@ def _set_format(settings: bpy.types.ImageFormatSettings, values: dict[str, objec
     for name, value in values.items():
         if getattr(settings, name) != value:
             setattr(settings, name, value)
+
+
+class HeatWeightError(Two4TwoError, RuntimeError):
+    """Blender's automatic (heat) weights left some base-mesh corners without a bone."""
 
 
 @dataclass
@@ -139,6 +156,10 @@ class BlenderScene:
         index_pass: render the object-index pass (the mask); only benchmarks
             switch it off.
         cycles_settings: extra ``scene.cycles`` attributes (experiments).
+        subdivision_level: Catmull-Clark level of the blocks.
+        smooth_shading: smooth-shade the blocks (flat: faceted, as the original's
+            faces were, which at level 5 is invisible).
+        exposure: view exposure in stops.
     """
 
     def __init__(
@@ -150,6 +171,9 @@ class BlenderScene:
         view_transform: str = DEFAULT_VIEW_TRANSFORM,
         index_pass: bool = True,
         cycles_settings: Mapping[str, Any] | None = None,
+        subdivision_level: int = SUBDIVISION_LEVEL,
+        smooth_shading: bool = True,
+        exposure: float = EXPOSURE_EV,
     ) -> None:
         self.scratch_bmp = str(Path(scratch_dir) / f"render-{os.getpid()}.bmp")
         self.scratch_exr = str(Path(scratch_dir) / f"render-{os.getpid()}.exr")
@@ -157,7 +181,10 @@ class BlenderScene:
         self.scene = bpy.context.scene
         self.device = select_device(device)
         self._index_pass = index_pass
+        self._subdivision_level = int(subdivision_level)
+        self._smooth = bool(smooth_shading)
         self._setup_render(threads, view_transform)
+        self.scene.view_settings.exposure = float(exposure)
         for name, value in (cycles_settings or {}).items():
             if not hasattr(self.scene.cycles, name):
                 raise ValueError(f"scene.cycles has no setting {name!r}")
@@ -165,11 +192,13 @@ class BlenderScene:
         self._layer = self.scene.view_layers[0].name
         self.set_samples(samples)
         self._material = self._make_material()
+        self._spherical: float | None = None
+        self._weights_key: tuple[float, float] | None = None
         self._build_template()
         self._build_blocks()
+        self._build_rig()
         self._build_stage()
         self.timings = SceneTimings()
-        self._spherical: float | None = None
 
     # ------------------------------------------------------------------ construction
 
@@ -226,22 +255,27 @@ class BlenderScene:
         template = bpy.data.objects.new("two4two_template", cube)
         self.scene.collection.objects.link(template)
         template.hide_render = True
+        for corner in range(len(cube.vertices)):  # one-hot groups: corner interpolation
+            template.vertex_groups.new(name=f"corner_{corner}").add([corner], 1.0, "REPLACE")
         self._bevel = template.modifiers.new("bevel", "BEVEL")
         self._bevel.segments = 1
         subsurf = template.modifiers.new("subdivision", "SUBSURF")
         subsurf.subdivision_type = "CATMULL_CLARK"
-        subsurf.levels = 1
-        subsurf.render_levels = 1
+        subsurf.levels = self._subdivision_level
+        subsurf.render_levels = self._subdivision_level
         self._template = template
-        self._template_vertices = self._evaluate_template(0.5)
+        self._template_vertices, self._corner_weights = self._evaluate_template(0.5)
         evaluated = self._template.evaluated_get(bpy.context.evaluated_depsgraph_get())
-        self._block_mesh = bpy.data.meshes.new_from_object(evaluated)
-        self._block_mesh.name = "two4two_block"
-        self._block_mesh.materials.append(self._material)
-        self._n_vertices = len(self._block_mesh.vertices)
+        self._block_template = bpy.data.meshes.new_from_object(evaluated)
+        self._n_vertices = len(self._block_template.vertices)
 
-    def _evaluate_template(self, spherical: float) -> np.ndarray:
-        """Set edge and bevel for ``spherical``; return evaluated vertices ``[V, 3]``."""
+    def _evaluate_template(self, spherical: float) -> tuple[np.ndarray, np.ndarray]:
+        """Set edge and bevel for ``spherical``.
+
+        Returns:
+            evaluated vertices ``[V, 3]`` (centred at the origin) and how each
+            interpolates the cube's eight corners ``[V, 8]`` (rows sum to 1).
+        """
         edge = geometry.block_edge(spherical)
         self._template.data.vertices.foreach_set("co", self._unit_cube * edge)
         self._template.data.update()
@@ -251,15 +285,101 @@ class BlenderScene:
         mesh = self._template.evaluated_get(depsgraph).data
         coords = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
         mesh.vertices.foreach_get("co", coords)
-        return coords.reshape(-1, 3)
+        weights = np.zeros((len(mesh.vertices), 8))
+        for vertex in mesh.vertices:
+            for group in vertex.groups:
+                weights[vertex.index, group.group] = group.weight
+        return coords.reshape(-1, 3).astype(np.float64), weights
 
     def _build_blocks(self) -> None:
         self.blocks = []
+        self._block_meshes = []
         for k, name in enumerate(geometry.BLOCK_NAMES):
-            obj = bpy.data.objects.new(name, self._block_mesh)
+            mesh = self._block_template.copy()
+            mesh.name = f"two4two_{name}"
+            mesh.materials.clear()
+            mesh.materials.append(self._material)
+            if self._smooth:
+                mesh.shade_smooth()
+            else:
+                mesh.shade_flat()
+            obj = bpy.data.objects.new(name, mesh)
             obj.pass_index = k + 1
             self.scene.collection.objects.link(obj)
             self.blocks.append(obj)
+            self._block_meshes.append(mesh)
+
+    def _build_rig(self) -> None:
+        """Hidden base mesh (64 corners) and armature for the heat weights."""
+        faces = [tuple(8 * k + i for i in quad) for k in range(8) for quad in _UNIT_CUBE_FACES]
+        corners = geometry.base_corners(0.5, 0.5).reshape(-1, 3)
+        mesh = bpy.data.meshes.new("two4two_base")
+        mesh.from_pydata(corners.tolist(), [], faces)
+        mesh.update()
+        self._rig_mesh = bpy.data.objects.new("two4two_base", mesh)
+        self._rig_mesh.hide_render = True
+        self.scene.collection.objects.link(self._rig_mesh)
+        self._armature = bpy.data.objects.new("two4two_armature",
+                                              bpy.data.armatures.new("two4two_armature"))
+        self._armature.hide_render = True
+        self.scene.collection.objects.link(self._armature)
+        self._rig_arm_position: float | None = None
+
+    def _set_bones(self, arm_position: float) -> None:
+        armature = self._armature
+        bpy.context.view_layer.objects.active = armature
+        with bpy.context.temp_override(active_object=armature, object=armature,
+                                       selected_objects=[armature]):
+            bpy.ops.object.mode_set(mode="EDIT")
+            edit_bones = armature.data.edit_bones
+            for bone in list(edit_bones):
+                edit_bones.remove(bone)
+            made = {}
+            for bone in geometry.bones(arm_position):
+                edit = edit_bones.new(bone.name)
+                edit.head, edit.tail = bone.head, bone.tail
+                if bone.parent is not None:
+                    edit.parent = made[bone.parent]
+                made[bone.name] = edit
+            bpy.ops.object.mode_set(mode="OBJECT")
+        self._rig_arm_position = arm_position
+
+    def heat_weights(self, spherical: float, arm_position: float) -> np.ndarray:
+        """Blender's automatic bone weights of the base mesh's corners.
+
+        Returns:
+            ``[64, 8]`` weights: block ``k``'s corners are rows ``8k..8k+7``
+            (cube-corner order), bones in ``geometry.BONE_NAMES`` order.
+
+        Raises:
+            HeatWeightError: some corner got no weight (Blender's bone-heat
+                solver failed for this pose).
+        """
+        if arm_position != self._rig_arm_position:
+            self._set_bones(arm_position)
+        mesh_obj, armature = self._rig_mesh, self._armature
+        corners = geometry.base_corners(spherical, arm_position).reshape(-1)
+        mesh_obj.data.vertices.foreach_set("co", corners.astype(np.float32))
+        mesh_obj.data.update()
+        mesh_obj.parent = None
+        mesh_obj.vertex_groups.clear()
+        for modifier in list(mesh_obj.modifiers):
+            mesh_obj.modifiers.remove(modifier)
+        with bpy.context.temp_override(active_object=armature, object=armature,
+                                       selected_objects=[mesh_obj, armature],
+                                       selected_editable_objects=[mesh_obj, armature]):
+            bpy.ops.object.parent_set(type="ARMATURE_AUTO")
+        index = {group.index: geometry.BONE_NAMES.index(group.name)
+                 for group in mesh_obj.vertex_groups}
+        weights = np.zeros((len(mesh_obj.data.vertices), len(geometry.BONE_NAMES)))
+        for vertex in mesh_obj.data.vertices:
+            for group in vertex.groups:
+                weights[vertex.index, index[group.group]] = group.weight
+        if np.any(weights.sum(axis=1) <= 0):
+            raise HeatWeightError(
+                f"Blender's heat weights left corners without a bone (spherical={spherical}, "
+                f"arm_position={arm_position}); see two4two._blender.geometry.bones")
+        return weights
 
     def _build_stage(self) -> None:
         scene = self.scene
@@ -303,38 +423,54 @@ class BlenderScene:
         self.scene.cycles.samples = int(samples)
 
     def update(self, spec: RenderSpec) -> None:
-        """Move the blocks, set colours, plane and resolution for ``spec``."""
+        """Deform and place the blocks, set colours, plane and resolution for ``spec``."""
         start = time.perf_counter()
         if spec.spherical != self._spherical:
-            vertices = self._evaluate_template(spec.spherical)
+            vertices, interpolation = self._evaluate_template(spec.spherical)
             if len(vertices) != self._n_vertices:
                 raise RuntimeError(
                     f"bevelled block has {len(vertices)} vertices, expected {self._n_vertices}"
                 )
-            self._block_mesh.vertices.foreach_set("co", vertices.ravel())
-            self._block_mesh.update()
-            self._template_vertices = vertices
+            self._template_vertices, self._corner_weights = vertices, interpolation
             self._spherical = spec.spherical
-        pose = geometry.pose_blocks(
-            self._template_vertices,
-            arm_position=spec.arm_position,
-            bending=spec.bending,
-            roll=spec.roll,
-            pitch=spec.pitch,
-            yaw=spec.yaw,
-            position_x=spec.position_x,
-            position_y=spec.position_y,
-        )
+        key = (spec.spherical, spec.arm_position)
+        if key != self._weights_key:
+            self._weights = self.heat_weights(*key)
+            self._weights_key = key
+        world = self.block_vertices(spec)
+        for mesh, vertices in zip(self._block_meshes, world, strict=True):
+            mesh.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
+            mesh.update()
         obj_color = (*spec.obj_rgb, 1.0)
-        for block, matrix in zip(self.blocks, pose.matrices, strict=True):
-            block.matrix_basis = mathutils.Matrix(matrix.tolist())
+        for block in self.blocks:
             block.color = obj_color
-        self.plane.location = (float(pose.bbox_min[0]) - _PLANE_DISTANCE, 0.0, 0.0)
+        self.plane.location = (float(self._bbox_min_x) - _PLANE_DISTANCE, 0.0, 0.0)
         self.plane.color = (*spec.bg_rgb, 1.0)
         render = self.scene.render
         if (render.resolution_y, render.resolution_x) != (spec.height, spec.width):
             render.resolution_x, render.resolution_y = spec.width, spec.height
         self.timings.update = time.perf_counter() - start
+
+    def block_vertices(self, spec: RenderSpec) -> np.ndarray:
+        """World positions ``[8, V, 3]`` of the blocks' evaluated vertices for ``spec``.
+
+        Uses the template and heat weights of the last :meth:`update` (same
+        ``spherical`` and ``arm_position`` expected).
+        """
+        corners = geometry.base_corners(spec.spherical, spec.arm_position)
+        matrix = geometry.object_matrix(corners, spec.roll, spec.pitch, spec.yaw,
+                                        spec.position_x, spec.position_y)
+        world_corners = corners.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3]
+        self._bbox_min_x = float(world_corners[:, 0].min())
+        bones = geometry.bone_matrices(spec.bending)
+        centres = geometry.block_centers(spec.arm_position)
+        out = np.empty((8, *self._template_vertices.shape))
+        for k in range(8):
+            rest = self._template_vertices + centres[k]
+            weights = self._corner_weights @ self._weights[8 * k: 8 * k + 8]
+            bent = geometry.skin(rest, weights, bones)
+            out[k] = bent @ matrix[:3, :3].T + matrix[:3, 3]
+        return out
 
     def render(self) -> tuple[np.ndarray, np.ndarray]:
         """Render the current scene.
