@@ -34,6 +34,7 @@ __all__ = [
     "OBJ_NAME_TO_INT",
     "SAMPLED_ATTRIBUTES",
     "SceneParameters",
+    "SceneValueError",
     "UnknownAttributeError",
     "load_jsonl",
     "read_jsonl_lenient",
@@ -48,7 +49,11 @@ OBJ_NAME_TO_INT: dict[str, int] = {name: i for i, name in enumerate(OBJ_NAMES)}
 """``{'peaky': 0, 'stretchy': 1}``."""
 
 
-class UnknownAttributeError(Two4TwoError, ValueError, KeyError):
+class SceneValueError(Two4TwoError, ValueError):
+    """A scene value, status or saved state is invalid; the message names the attribute."""
+
+
+class UnknownAttributeError(SceneValueError, KeyError):
     """An attribute name that has no status (a ValueError, as upstream, and a KeyError)."""
 
     def __str__(self) -> str:  # KeyError would quote the message
@@ -140,11 +145,11 @@ class SceneParameters:
         status = _default_status()
         unknown = set(self._attributes_status) - set(status)
         if unknown:
-            raise ValueError(f"_attributes_status has unknown attributes {sorted(unknown)}")
+            raise SceneValueError(f"_attributes_status has unknown attributes {sorted(unknown)}")
         status.update(self._attributes_status)
         for attr, value in status.items():
             if value not in ATTRIBUTE_STATUSES:
-                raise ValueError(
+                raise SceneValueError(
                     f"status of {attr!r} is {value!r}; must be one of {ATTRIBUTE_STATUSES}"
                 )
         self._attributes_status = status
@@ -159,7 +164,7 @@ class SceneParameters:
                 if not any(value is v or (type(value) is type(v) and value == v)
                            or (attr == "labeling_error" and type(value) is int and value == v)
                            for v in valid):
-                    raise ValueError(
+                    raise SceneValueError(
                         f"SceneParameters.{attr} = {value!r} is not valid; "
                         f"must be one of {sorted(valid, key=str)}"
                     )
@@ -167,18 +172,18 @@ class SceneParameters:
             low, high = valid
             if (isinstance(value, bool) or not isinstance(value, int | float)
                     or not low <= value <= high):
-                raise ValueError(
+                raise SceneValueError(
                     f"SceneParameters.{attr} = {value!r} is out of its valid range "
                     f"[{low:.6g}, {high:.6g}]"
                 )
         for attr in ("obj_color_rgba", "bg_color_rgba"):
             rgba = getattr(self, attr)
             if len(rgba) != 4 or not all(0.0 <= c <= 1.0 for c in rgba):
-                raise ValueError(
+                raise SceneValueError(
                     f"SceneParameters.{attr} = {rgba!r} must be 4 numbers in [0, 1]"
                 )
         if len(self.resolution) != 2 or min(self.resolution) < 1:
-            raise ValueError(
+            raise SceneValueError(
                 f"SceneParameters.resolution = {self.resolution!r} must be two "
                 "positive integers (height, width)"
             )
@@ -223,7 +228,7 @@ class SceneParameters:
             ValueError: cloning a clone with a new id (the chain would lose its origin).
         """
         if create_new_id and self.original_id is not None:
-            raise ValueError(
+            raise SceneValueError(
                 f"scene {self.id} is already a clone of {self.original_id}; clone the "
                 "original instead (or pass create_new_id=False for an exact copy)"
             )
@@ -320,16 +325,16 @@ class SceneParameters:
         try:
             cls = utils.import_object(f"{module}.{name}")
         except ImportError as error:
-            raise ValueError(
+            raise SceneValueError(
                 f"cannot re-create the scene class {module}.{name}: {error}. Install or "
                 "import the package that defines it."
             ) from error
         if not (isinstance(cls, type) and issubclass(cls, SceneParameters)):
-            raise ValueError(f"{module}.{name} is not a SceneParameters subclass")
+            raise SceneValueError(f"{module}.{name} is not a SceneParameters subclass")
         field_names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(state) - field_names)
         if unknown:
-            raise ValueError(f"unknown keys for {module}.{name}: {unknown}")
+            raise SceneValueError(f"unknown keys for {module}.{name}: {unknown}")
         return cls(**state)
 
 
@@ -394,7 +399,7 @@ def _parse_line(path: Path, number: int, raw: bytes) -> SceneParameters:
     try:
         return SceneParameters.load(json.loads(raw))
     except ValueError as error:
-        raise ValueError(f"{path}: line {number} is not a valid scene: {error}") from error
+        raise SceneValueError(f"{path}: line {number} is not a valid scene: {error}") from error
 
 
 def load_jsonl(path: str | os.PathLike) -> list[SceneParameters]:

@@ -307,8 +307,11 @@ def test_labeling_error_accepts_0_and_1() -> None:
         p = SceneParameters(labeling_error=value)  # type: ignore[arg-type]
         p.check_values()
         assert p.label == ("stretchy" if value else "peaky")
-    with pytest.raises(ValueError, match="labeling_error"):
+    with pytest.raises(ValueError, match="labeling_error") as info:
         SceneParameters(labeling_error=2).check_values()  # type: ignore[arg-type]
+    from two4two.errors import Two4TwoError
+
+    assert isinstance(info.value, Two4TwoError)  # the CLI reports it in one line
 
 
 # --------------------------------------------------------------------------- utils
