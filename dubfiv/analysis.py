@@ -9,7 +9,7 @@ config, or ``dataset_dir``) and computes once -- cached in
 each with labels, head-layer activations and logits. Full latents are
 recomputed on demand for the few images a figure needs (:meth:`Analysis.encode`).
 
-The explanations (``DESIGN.md``, "Explanations"): :meth:`Analysis.baseline`,
+The explanations (``docs/explanations.md``): :meth:`Analysis.baseline`,
 :meth:`Analysis.interpolation` and :meth:`Analysis.concepts`; each returns a
 result with ``figure()``, ``record()`` and ``save()``, and saves PNG + JSON
 into :attr:`Analysis.output_dir` unless ``save=False``.
@@ -304,7 +304,7 @@ class Analysis:
     ) -> InterpolationGrid:
         """Counterfactual interpolations of ``n_rows`` real images to the 5 bin values.
 
-        The targets are the bins of ``p_lo``/``p_hi`` (``DESIGN.md``: 50 and one of
+        The targets are the bins of ``p_lo``/``p_hi`` (``docs/explanations.md``: 50 and one of
         80/90/95/99) on ``bins_split`` (default ``split``). Rows are the images at
         ``positions`` of the split sample, or drawn so that their own logits cover
         the baseline bins evenly (:func:`~dubfiv.explain.interpolation.select_rows`).

@@ -5,7 +5,7 @@ An experiment is three parts, kept either in one TOML file (``[model]``,
 ``--model/--train/--classifiers`` form):
 
 * :class:`ModelConfig` -- the invertible network, a list of layer groups
-  (:class:`FadeOutAndPool`, :class:`FlowBlocks`), indexed as in ``DESIGN.md``;
+  (:class:`FadeOutAndPool`, :class:`FlowBlocks`), indexed as in ``docs/flow.md``;
 * :class:`TrainConfig` -- data, optimiser, schedule, budget in samples;
 * :class:`ClassifierConfig` -- the linear heads, each reading the output of
   one flow layer (``after_layer``).

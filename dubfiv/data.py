@@ -14,7 +14,7 @@ processes, and a resumed run (which restarts at step ``k``) sees exactly what an
 uninterrupted run would have seen.
 
 Images are ``uint8 [3, H, W]`` from the dataset and become floats in ``[0, 1]``
-(``k / 255``); training adds uniform noise of width 1/256 (``DESIGN.md``).
+(``k / 255``); training adds uniform noise of width 1/256 (``docs/flow.md``, "Bits per dimension").
 """
 
 from __future__ import annotations

@@ -44,5 +44,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write`)."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    """Write ``text`` (UTF-8) to ``path`` atomically: :func:`two4two.utils.atomic_write_text`,
+    which does the same as :func:`atomic_write` (temporary file beside ``path``, fsync,
+    the umask's permissions, rename; removed on failure). Imported when called, as
+    :mod:`two4two` brings scipy along."""
+    from two4two.utils import atomic_write_text as write_text
+
+    return write_text(path, text)

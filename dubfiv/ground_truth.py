@@ -1,7 +1,7 @@
 """Ground truth by intervention: which scene attributes move the model's logit?
 
 Two4Two knows the truth: each intervention directory ``<split>_<attrs>`` of a
-dataset (``TWO4TWO.md``, "Dataset on disk") holds clones of the split's scenes
+dataset (``docs/datasets.md``, "Intervention splits") holds clones of the split's scenes
 with only ``attrs`` resampled (``original_id`` names the original). For every
 such set we pair each intervened image with its original, compute the head's
 logit of both (``l``, ``l'``) and measure, with the logit spread ``s`` (the

@@ -2,7 +2,7 @@
 
 All schedules take ``s`` = training samples seen *before* the current step
 (0 for the first step) and ``n`` = the run's total training samples, and return
-a learning rate (the same unit as ``lr``), as ``DESIGN.md`` states:
+a learning rate (the same unit as ``lr``), as ``docs/flow.md`` states:
 
 * ``constant``:        ``lr``
 * ``cosine``:          ``lr * (cos(pi*s/n) + 1) / 2``

@@ -1,7 +1,7 @@
 """Small fakes for tests and examples: a Two4Two-format dataset without Blender.
 
 :func:`write_fake_two4two` writes ``<root>/<split>/`` folders in the on-disk
-format of ``TWO4TWO.md`` (``parameters.jsonl``, ``<id>.png``, ``<id>_mask.png``,
+format of ``docs/datasets.md`` (``parameters.jsonl``, ``<id>.png``, ``<id>_mask.png``,
 ``split_args.json``) whose class is plainly visible: a bright square in the left
 half of the image for *peaky* (label 0) and in the right half for *stretchy*
 (label 1), on a grey background with pixel noise. A linear classifier on the

@@ -1,4 +1,4 @@
-"""The baseline explanation: a logit-binned grid of real images (``DESIGN.md``, "Explanations").
+"""The baseline explanation: a logit-binned grid of real images (``docs/explanations.md``).
 
 One column per logit bin (``[-P_hi, -P_lo, 0, P_lo, P_hi]``, edges at the
 midpoints), one row per draw; each cell is a real image whose logit falls in

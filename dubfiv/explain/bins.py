@@ -1,6 +1,6 @@
 """Logit bins: five target values from percentiles of |logit|, edges at their midpoints.
 
-``DESIGN.md`` ("Explanations"): for percentiles ``P_lo < P_hi`` of the absolute
+``docs/explanations.md`` ("Logit bins and targets"): for percentiles ``P_lo < P_hi`` of the absolute
 logits of a data split, the bin values are ``[-P_hi, -P_lo, 0, P_lo, P_hi]``
 (logits) and the bin edges are the midpoints between neighbouring values, with
 ``-inf`` and ``+inf`` at the ends. The baseline grid uses ``P_lo = 33.33,
@@ -31,7 +31,7 @@ BASELINE_PERCENTILES = (33.33, 75.0)
 INTERPOLATION_P_LO = 50.0
 """``P_lo`` of the counterfactual interpolations."""
 INTERPOLATION_P_HI_CHOICES = (80.0, 90.0, 95.0, 99.0)
-"""The ``P_hi`` values ``DESIGN.md`` names for interpolations."""
+"""The ``P_hi`` values ``docs/explanations.md`` names for interpolations."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ latents ``zs`` faded out before ``L``), the counterfactual for a target logit
 
 so that ``w.h' + b = t`` exactly, while everything the head does not see
 (the component of ``h`` orthogonal to ``w`` and every faded-out latent) stays
-as it was (``DESIGN.md``, "Explanations"). Re-encoding ``x'`` gives ``t`` back
+as it was (``docs/explanations.md``). Re-encoding ``x'`` gives ``t`` back
 up to float error; images may leave [0, 1], which :class:`Counterfactuals`
 reports rather than hides.
 """

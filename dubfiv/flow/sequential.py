@@ -40,7 +40,7 @@ class FlowOutput:
 class SequentialFlow(nn.Module):
     """A list of invertible layers (:class:`FlowLayer` or :class:`Split`).
 
-    ``layers[i]`` is layer ``i`` of ``DESIGN.md`` (state-dict keys ``layers.i.*``).
+    ``layers[i]`` is layer ``i`` of ``docs/flow.md`` (state-dict keys ``layers.i.*``).
     Parameter-free layers keep their index.
     """
 

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dubfiv.schedules import cosine
 from dubfiv.supervised.metrics import attribute_metrics, constant_baseline
 from dubfiv.supervised.model import SupervisedError, build_model, network_input
 from dubfiv.supervised.targets import TargetSpec, fit_target_spec, scene_values
@@ -93,8 +94,9 @@ class SupervisedConfig:
 
 
 def learning_rate(base: float, step: int, total_steps: int) -> float:
-    """Cosine decay from ``base`` to 0 over ``total_steps``: ``base * (cos(pi s / N) + 1) / 2``."""
-    return base * (math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)) + 1) / 2
+    """Cosine decay from ``base`` to 0 over ``total_steps`` optimiser steps
+    (:func:`dubfiv.schedules.cosine`, counted in steps instead of samples)."""
+    return cosine(base, step, max(total_steps, 1))
 
 
 def epoch_batches(seed: int, epoch: int, n: int, batch_size: int) -> list[list[int]]:

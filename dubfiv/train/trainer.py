@@ -1,6 +1,6 @@
 """The training loop: init, steps, validation, samples, checkpoints, resume.
 
-Loss per step (``DESIGN.md``): mean bits/dim of the dequantised batch plus, for
+Loss per step (``docs/flow.md``): mean bits/dim of the dequantised batch plus, for
 each head, ``loss_weight * BCE(logits, noisy labels)``, one backward pass (so a
 head's parameters, too, get ``loss_weight`` times its BCE gradient: with the
 paper's weight 1e-4 and head SGD lr 0.1 the head's effective step is 1e-5).

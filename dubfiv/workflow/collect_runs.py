@@ -1,6 +1,6 @@
 """One table of many training runs (``dubfiv_collect_runs``), read from their folders.
 
-For each run directory (``DESIGN.md``, "Runs on disk") one row:
+For each run directory (``docs/runs.md``) one row:
 
 * ``run``, ``status`` (``ok`` / ``failed``), ``error`` (why a run could not be read);
 * the config keys that differ between the runs, as flattened dotted keys

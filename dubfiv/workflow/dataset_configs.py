@@ -1,7 +1,7 @@
 """Families of dataset TOMLs over a grid of bias parameters or split sizes.
 
 ``dubfiv_dataset_configs --name GENERATOR --config BASE.toml --output_dir DIR``
-takes one base dataset TOML (one ``[[dataset]]`` table, see ``TWO4TWO.md``) and
+takes one base dataset TOML (one ``[[dataset]]`` table, see ``docs/datasets.md``) and
 writes one TOML per point of a cartesian grid. A grid axis is either
 
 * a sampler parameter -- a field of the base's sampler class with a scalar

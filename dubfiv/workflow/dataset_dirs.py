@@ -1,6 +1,6 @@
 """Reading the split folders of a rendered Two4Two dataset, lines kept verbatim.
 
-A dataset folder (``TWO4TWO.md``, "Dataset on disk") holds one sub-folder per
+A dataset folder (``docs/datasets.md``) holds one sub-folder per
 split with a ``parameters.jsonl``; an *intervention split* also holds an
 ``intervention.json``. Used by :mod:`dubfiv.workflow.merge`.
 """

@@ -1,6 +1,6 @@
 """Merge rendered Two4Two datasets split by split (``dubfiv_two4two_merge``).
 
-A source is a dataset folder (``TWO4TWO.md``, "Dataset on disk"); its splits are
+A source is a dataset folder (``docs/datasets.md``); its splits are
 the sub-folders holding a ``parameters.jsonl``. An *intervention split* is one
 with an ``intervention.json``; its *original* split is named there (``split_args.
 split``), else in its ``split_args.json`` (``original_split``), else it is the

@@ -1,4 +1,4 @@
-"""The released checkpoint's state-dict layout (DESIGN.md), built by hand from the key list:
+"""The released checkpoint's state-dict layout (docs/released_model.md), built by hand from the key list:
 it loads strictly, gives the outputs of an independent reference computation, and the
 architecture can be inferred back from the keys and shapes alone."""
 
@@ -65,7 +65,7 @@ def make_tensor(shape: tuple[int, ...], g: torch.Generator | None, scale: float 
 
 
 def released_state_dict(plan: list[tuple], seed: int | None = 0) -> dict[str, Tensor]:
-    """Random tensors under DESIGN.md's keys (``seed=None``: shape-only meta tensors)."""
+    """Random tensors under the keys of docs/released_model.md (``seed=None``: shape-only meta tensors)."""
     g = None if seed is None else torch.Generator().manual_seed(seed)
     sd: dict[str, Tensor] = {}
     for i, spec in enumerate(plan):

@@ -156,3 +156,29 @@ def test_loading_runs_does_not_import_the_trainer() -> None:
                             check=True)
     loaded = ast.literal_eval(result.stdout.strip())
     assert "dubfiv.train.trainer" not in loaded and "dubfiv.train" not in loaded, loaded
+
+
+OTHERS = ("dubfiv/study/", "dubfiv/data_generation.py", "dubfiv/cli/export_user_study.py",
+          "dubfiv/cli/study_results.py", "tests/dubfiv_tests/study/", "tests/two4two_tests/")
+"""Files other work of issue 14 re-points to its own docs (two4two, the study)."""
+
+
+def _cited(root: Path) -> dict[str, list[str]]:
+    cites = {}
+    for path in sorted(root.rglob("*.py")):
+        name = str(path.relative_to(PACKAGE.parent))
+        if not name.startswith(OTHERS):
+            cites[name] = path.read_text(encoding="utf-8")
+    return cites
+
+
+def test_cited_design_facts_live_in_the_repository() -> None:
+    """Sources cite docs/*.md that exist, and no design file outside the repository."""
+    texts = {**_cited(PACKAGE), **_cited(PACKAGE.parent / "tests")}
+    outside = {name: sorted(set(re.findall(r"DESIGN\.md|TWO4TWO(?:_API)?\.md|QUALTRICS\.md|"
+                                           r"\bshared/", text)))
+               for name, text in texts.items()}
+    assert {k: v for k, v in outside.items() if v} == {}
+    cited = {doc for text in texts.values() for doc in re.findall(r"docs/[\w.-]+\.md", text)}
+    assert {"docs/flow.md", "docs/released_model.md", "docs/runs.md"} <= cited
+    assert sorted(d for d in cited if not (PACKAGE.parent / d).is_file()) == []
