@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dubfiv.cli._oneline import OneLineParser, fail
+from dubfiv.cli._oneline import OneLineParser, fail, flags_of
 from dubfiv.errors import DubfivError
 from dubfiv.study.results import AnalysisConfig, analyse_study, summary_table, write_results
 
@@ -48,7 +48,8 @@ def build_parser() -> OneLineParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     output = args.output if args.output is not None else args.responses.absolute().parent
     try:
         config = AnalysisConfig(min_duration_s=args.min_duration_s, reference=args.reference,
@@ -56,20 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         results = analyse_study(args.responses, args.study, config)
         paths = write_results(results, output)
     except DubfivError as exc:
-        return fail(PROG, _flags(str(exc)))
+        return fail(PROG, exc, flags=flags_of(parser, responses_csv="--responses",
+                                              study_dir="--study"))
     except OSError as exc:
         return fail(PROG, f"cannot write results to {output}: {exc}")
     print(summary_table(results))
     print(f"{results['n_used']} of {results['n_rows']} responses used")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
-
-
-def _flags(message: str) -> str:
-    """The library names parameters; on the command line they are flags."""
-    for name, flag in (("responses_csv", "--responses"), ("min_duration_s", "--min-duration-s")):
-        message = message.replace(name, flag)
-    return message
 
 
 if __name__ == "__main__":

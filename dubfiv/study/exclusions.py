@@ -8,23 +8,27 @@ excluded responses (a CONSORT-style flow):
    ``DistributionChannel`` is ``preview`` / ``test`` (the researcher's own runs);
 2. ``declined`` -- consent answered with the decline choice, or a finished
    response without a consent answer;
-3. ``duplicate`` -- a later attempt of a ``PROLIFIC_PID`` that already has an
-   attempt past consent: the attempts past consent are ordered by
+3. ``wrong_device`` -- the device question (export tag ``device``, asked with
+   consent when ``Study.device_choices`` is set) answered with another choice
+   than the first (a desktop or laptop computer): the survey ended there;
+4. ``duplicate`` -- a later attempt of a ``PROLIFIC_PID`` that already has an
+   attempt past consent (and the device question): the attempts are ordered by
    ``StartDate``, then ``RecordedDate``, then file order, and only the first
    is kept, even if it later fails a rule (no second tries: the later attempt
    has seen the study material before);
-4. ``failed_comprehension`` / 5. ``failed_attention`` -- any check of that kind
+5. ``failed_comprehension`` / 6. ``failed_attention`` -- any check of that kind
    (:attr:`dubfiv.study.content.Study.checks`) answered with a wrong choice;
-6. ``unfinished`` -- ``Finished`` is not ``1`` / ``True``;
-7. ``unknown_condition`` -- the embedded-data ``condition`` is not a condition
+7. ``unfinished`` -- ``Finished`` is not ``1`` / ``True``;
+8. ``unknown_condition`` -- the embedded-data ``condition`` is not a condition
    of the study;
-8. ``too_fast`` -- ``Duration (in seconds)`` below ``min_duration_s``.
+9. ``too_fast`` -- ``Duration (in seconds)`` below ``min_duration_s``.
 
 A missing cell (empty or ``-99``, :func:`dubfiv.study.responses.is_missing`)
-never fails a rule: an unanswered check is not a failed check, a response
+never fails a rule: an unanswered check is not a failed check (nor an
+unanswered device question a wrong device), a response
 without a duration is not too fast, one without a ``PROLIFIC_PID`` is no
 duplicate. Optional columns (``Status``, ``DistributionChannel``,
-``PROLIFIC_PID``, dates, duration) that are absent switch their rule off with a
+``PROLIFIC_PID``, dates, duration, ``device``) that are absent switch their rule off with a
 note in the report; the columns of the study's checks are required.
 """
 
@@ -34,8 +38,8 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from dubfiv.study.content import CheckQuestion, Study
-from dubfiv.study.qualtrics import Column
+from dubfiv.study.content import Study
+from dubfiv.study.qualtrics import Column, ResponseLayout
 from dubfiv.study.responses import (
     Responses,
     ResultsError,
@@ -58,6 +62,7 @@ __all__ = [
 RULES: tuple[tuple[str, str], ...] = (
     ("preview", "survey preview, test or spam (Status / DistributionChannel)"),
     ("declined", "declined consent"),
+    ("wrong_device", "not on a desktop or laptop computer (device question)"),
     ("duplicate", "later attempt of a PROLIFIC_PID"),
     ("failed_comprehension", "wrong answer to a comprehension check"),
     ("failed_attention", "wrong answer to an attention check"),
@@ -79,6 +84,7 @@ PROLIFIC_PID = Column("PROLIFIC_PID", "PROLIFIC_PID")
 START_DATE = Column("StartDate", "startDate")
 RECORDED_DATE = Column("RecordedDate", "recordedDate")
 DURATION = Column("Duration (in seconds)", "duration")
+DEVICE_TAG = "device"
 
 # Qualtrics' Status: numeric codes and their texts; 0 (IP Address) and 4 (Imported) stay.
 _SKIP_STATUS = frozenset({
@@ -97,14 +103,14 @@ class ExclusionConfig:
 
     def __post_init__(self) -> None:
         if self.min_duration_s is not None and not self.min_duration_s >= 0:
-            raise ResultsError(f"min_duration_s must be >= 0 seconds (0 switches the rule "
+            raise ResultsError(f"`min_duration_s` must be >= 0 seconds (0 switches the rule "
                                f"off), got {self.min_duration_s}")
 
 
 def _estimated_seconds(study: Study) -> float | None:
     """The study's own duration estimate in seconds, if it has one."""
-    minutes = getattr(study, "estimated_minutes", None)
-    if isinstance(minutes, int | float) and minutes > 0:
+    minutes = study.estimated_minutes
+    if minutes is not None and minutes > 0:
         return float(minutes) * 60.0
     return None
 
@@ -143,27 +149,23 @@ class ExclusionReport:
                 "min_duration_source": self.min_duration_source, "notes": self.notes}
 
 
-def check_column(check: CheckQuestion, export_tags: dict[str, str] | None = None) -> Column:
-    """The CSV column of a check: its tag, or the question's import id from the survey."""
-    return Column(check.tag, (export_tags or {}).get(check.tag, ""))
-
-
-def apply_exclusions(study: Study, responses: Responses, consent: Column, condition: Column,
-                     config: ExclusionConfig | None = None,
-                     export_tags: dict[str, str] | None = None) -> ExclusionReport:
+def apply_exclusions(study: Study, responses: Responses, layout: ResponseLayout,
+                     config: ExclusionConfig | None = None) -> ExclusionReport:
     """Apply :data:`RULES` to every row of ``responses`` (see the module docstring).
 
-    ``consent`` and ``condition`` are the survey's columns
-    (:func:`dubfiv.study.qualtrics.response_layout`); ``export_tags`` maps export
-    tags to question ids of the parsed survey, to find renamed check columns.
+    ``layout`` holds the survey's columns (consent, condition, checks, device;
+    :func:`dubfiv.study.qualtrics.response_layout`).
     """
     config = config or ExclusionConfig()
     if config.min_duration_s is None:
         min_s, source = default_min_duration_s(study)
     else:
         min_s, source = float(config.min_duration_s), "min_duration_s"
-    required = {"Finished": FINISHED, "consent": consent, "condition": condition}
-    required.update({c.tag: check_column(c, export_tags) for c in study.checks})
+    missing_checks = [c.tag for c in study.checks if c.tag not in layout.checks]
+    if missing_checks:
+        raise ResultsError(f"the survey has no questions for the checks {missing_checks}")
+    required = {"Finished": FINISHED, "consent": layout.consent, "condition": layout.condition}
+    required.update(layout.checks)
     index = {name: responses.find(col) for name, col in required.items()}
     missing = [name for name, i in index.items() if i is None]
     if missing:
@@ -172,7 +174,11 @@ def apply_exclusions(study: Study, responses: Responses, consent: Column, condit
     optional = {col.tag: responses.find(col) for col in
                 (STATUS, CHANNEL, PROLIFIC_PID, START_DATE, RECORDED_DATE, DURATION,
                  RESPONSE_ID)}
+    devices = list(study.device_choices) if layout.device is not None else []
+    optional[DEVICE_TAG] = responses.find(layout.device) if layout.device is not None else None
     notes = []
+    if devices and optional[DEVICE_TAG] is None:
+        notes.append(f"no {DEVICE_TAG} column: rule 'wrong_device' not applied")
     for tag, rule in (("PROLIFIC_PID", "duplicate"), ("Duration (in seconds)", "too_fast")):
         if optional[tag] is None:
             notes.append(f"no {tag} column: rule {rule!r} not applied")
@@ -198,6 +204,11 @@ def apply_exclusions(study: Study, responses: Responses, consent: Column, condit
         agreed = choice(cell(row, "consent"), labels, f"{where(r)}, column consent")
         if agreed == 1 or (agreed is None and _finished(cell(row, "Finished"))):
             reasons[r] = "declined"
+            continue
+        device = (choice(cell(row, DEVICE_TAG), devices, f"{where(r)}, column {DEVICE_TAG}")
+                  if devices else None)
+        if device is not None and device != 0:
+            reasons[r] = "wrong_device"
         elif agreed == 0:
             consented.append(r)
     _mark_duplicates(responses, consented, reasons, cell, where)

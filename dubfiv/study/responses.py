@@ -70,7 +70,7 @@ def read_responses(path: str | os.PathLike[str]) -> Responses:
     path = Path(path)
     if not path.is_file():
         raise ResultsError(f"responses file {path} not found (export the survey's responses "
-                           "from Qualtrics as CSV and pass its path as responses_csv)")
+                           "from Qualtrics as CSV and pass its path as `responses_csv`)")
     try:
         with path.open(encoding="utf-8-sig", newline="") as fh:
             table = list(csv.reader(fh))

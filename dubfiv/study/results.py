@@ -54,7 +54,6 @@ from dubfiv.study.exclusions import (
     RESPONSE_ID,
     ExclusionConfig,
     apply_exclusions,
-    check_column,
 )
 from dubfiv.study.qualtrics import QsfError, ResponseLayout, read_qsf, response_layout
 from dubfiv.study.responses import Responses, ResultsError, choice, read_responses
@@ -117,7 +116,7 @@ class AnalysisConfig:
     def __post_init__(self) -> None:
         self.exclusions = ExclusionConfig(self.min_duration_s)  # validates it
         if self.n_boot < 100:
-            raise ResultsError(f"n_boot must be >= 100 resamples, got {self.n_boot}")
+            raise ResultsError(f"`n_boot` must be >= 100 resamples, got {self.n_boot}")
 
 
 def _proportion(k: int, n: int) -> dict[str, Any]:
@@ -170,27 +169,23 @@ def participant_accuracy(study: Study, answers: list[dict[str, Any]]
 
 
 def analyse_responses(study: Study, responses: Responses, layout: ResponseLayout,
-                      config: AnalysisConfig | None = None,
-                      export_tags: dict[str, str] | None = None) -> dict[str, Any]:
+                      config: AnalysisConfig | None = None) -> dict[str, Any]:
     """Exclusions, shares, intervals, accuracies and the condition comparison.
 
-    ``export_tags`` (tag -> question id of the parsed survey) lets renamed check
-    columns be found by import id. See the module docstring for the columns.
+    See the module docstring for the columns.
     """
     config = config or AnalysisConfig()
     keys = [c.key for c in study.conditions]
     reference = config.reference or default_reference(keys)
     if reference not in keys:
-        raise ResultsError(f"reference condition {reference!r} is not a condition of the "
-                           f"study; choose one of {keys}")
-    needed = [*layout.columns(), FINISHED, *(check_column(c, export_tags) for c in study.checks)]
+        raise ResultsError(f"`reference` condition {reference!r} is not a condition of "
+                           f"the study; choose one of {keys}")
+    needed = [*layout.columns(), FINISHED, *layout.checks.values()]
     missing = sorted(col.tag for col in needed if responses.find(col) is None)
     if missing:
         raise ResultsError(f"{responses.path} is not an export of this survey "
                            f"({study.name!r}): columns missing: {', '.join(missing)}")
-    report = apply_exclusions(study, responses, layout.consent, layout.condition,
-                              config.exclusions,
-                              export_tags)
+    report = apply_exclusions(study, responses, layout, config.exclusions)
     answers = _answers(study, responses, layout, report.kept)
     per = {k: [a for a in answers if a["condition"] == k] for k in keys}
     conditions: dict[str, Any] = {}
@@ -262,8 +257,7 @@ def analyse_study(responses_csv: str | os.PathLike[str], study_dir: str | os.Pat
         layout = response_layout(study, parsed)
     except QsfError as exc:
         raise ResultsError(f"{qsf}: {exc}") from exc
-    return analyse_responses(study, responses, layout, config,
-                             parsed.export_tags if parsed is not None else None)
+    return analyse_responses(study, responses, layout, config)
 
 
 def write_results(results: dict[str, Any], output_dir: str | os.PathLike[str]

@@ -26,8 +26,9 @@ def write_figure(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         attrs = list(cond["attributes"].values())
         xs = range(len(attrs))
         shares = [a["share"] if a["share"] is not None else 0.0 for a in attrs]
-        err = [[a["share"] - a["ci95"][0] if a["ci95"] else 0 for a in attrs],
-               [a["ci95"][1] - a["share"] if a["ci95"] else 0 for a in attrs]]
+        # clipped at 0: at k = 0 or k = n the interval's end can round past the share
+        err = [[max(0.0, a["share"] - a["ci95"][0]) if a["ci95"] else 0 for a in attrs],
+               [max(0.0, a["ci95"][1] - a["share"]) if a["ci95"] else 0 for a in attrs]]
         ax.bar(xs, shares, yerr=err, capsize=3, color="#7a9cc6", label="judged relevant")
         known = [(i, a["ground_truth"]) for i, a in enumerate(attrs)
                  if a["ground_truth"] is not None]
@@ -74,7 +75,8 @@ def write_accuracy_figure(results: dict[str, Any], path: str | os.PathLike[str])
         if s["mean_accuracy"] is not None:
             lo, hi = s["ci95"]
             ax.errorbar([x + 0.3], [s["mean_accuracy"]],
-                        yerr=[[s["mean_accuracy"] - lo], [hi - s["mean_accuracy"]]],
+                        yerr=[[max(0.0, s["mean_accuracy"] - lo)],
+                              [max(0.0, hi - s["mean_accuracy"])]],
                         fmt="o", color="black", capsize=4)
         c = acc["primary"]["contrasts"].get(key)
         label = "reference" if key == acc["reference"] else (

@@ -12,7 +12,8 @@ the population-averaged log-odds ratio that a cluster-robust logistic
 regression estimates is smaller in magnitude and is given in the truth as
 ``marginal_log_odds_ratio`` (by Gauss-Hermite quadrature over ``u``).
 Attributes with unknown truth get a fair coin; prediction tasks are answered
-like the model with the same probability; every check is passed; consent given.
+like the model with the same probability; every check is passed; consent given;
+the device question (if asked) answered with its first choice.
 
 :func:`simulate` returns rows in the columns of Qualtrics' export,
 :func:`write_responses_csv` writes them with the three header rows, and
@@ -39,6 +40,7 @@ from dubfiv.study.condition_effect import (
     default_reference,
 )
 from dubfiv.study.content import Study
+from dubfiv.study.exclusions import DEVICE_TAG
 from dubfiv.study.qualtrics import build_qsf, parse_qsf, response_layout
 from dubfiv.study.responses import ResultsError
 
@@ -80,8 +82,10 @@ class SimulationConfig:
     reference: str | None = None
     #: Share of attribute answers left unanswered (written as ``-99``).
     missing_rate: float = 0.0
-    #: Median of the simulated ``Duration (in seconds)`` (log-normal, sigma 0.3).
-    median_duration_s: float = 900.0
+    #: Median of the simulated ``Duration (in seconds)`` (log-normal, sigma 0.3);
+    #: ``None``: the study's estimate (``Study.estimated_minutes``), else 900 s. A
+    #: third of the median (the default ``min_duration_s``) is 3.7 sigma below it.
+    median_duration_s: float | None = None
     seed: int = 0
 
     def check(self, study: Study) -> str:
@@ -90,20 +94,20 @@ class SimulationConfig:
         ref = self.reference or default_reference(keys)
         problems = []
         if ref not in keys:
-            problems.append(f"reference {ref!r} is not a condition of the study {keys}")
+            problems.append(f"`reference` {ref!r} is not a condition of the study {keys}")
         unknown = sorted(set(self.log_odds_effects) - set(keys))
         if unknown:
-            problems.append(f"log_odds_effects names unknown condition(s) {unknown}; "
+            problems.append(f"`log_odds_effects` names unknown condition(s) {unknown}; "
                             f"conditions: {keys}")
         if self.log_odds_effects.get(ref, 0.0) != 0.0:
-            problems.append(f"log_odds_effects[{ref!r}] must be 0: it is the reference")
+            problems.append(f"`log_odds_effects`[{ref!r}] must be 0: it is the reference")
         if not 0 < self.reference_accuracy < 1:
-            problems.append(f"reference_accuracy must be in (0, 1), got "
+            problems.append(f"`reference_accuracy` must be in (0, 1), got "
                             f"{self.reference_accuracy}")
         if self.n_per_condition < 1 or self.participant_sd < 0:
-            problems.append("n_per_condition must be >= 1 and participant_sd >= 0")
+            problems.append("`n_per_condition` must be >= 1 and `participant_sd` >= 0")
         if not 0 <= self.missing_rate < 1:
-            problems.append(f"missing_rate must be in [0, 1), got {self.missing_rate}")
+            problems.append(f"`missing_rate` must be in [0, 1), got {self.missing_rate}")
         if not any(a.relevant is not None for a in study.attributes):
             problems.append("the study has no attribute with known ground truth "
                             "(Attribute.relevant)")
@@ -159,6 +163,8 @@ def simulate(study: Study, config: SimulationConfig | None = None) -> Simulation
     rng = np.random.default_rng(config.seed)
     alpha = truth["reference_log_odds"]
     model = [study.class_names.index(study.model_prediction(t)) for t in study.tasks]
+    median_s = config.median_duration_s or (
+        60.0 * study.estimated_minutes if study.estimated_minutes else 900.0)
     rows, participants = [], []
     n = 0
     for cond in study.conditions:
@@ -167,7 +173,7 @@ def simulate(study: Study, config: SimulationConfig | None = None) -> Simulation
             p = float(_expit(alpha + beta + config.participant_sd * rng.standard_normal()))
             rid = f"R_sim{n:010d}"
             start = _START + dt.timedelta(seconds=61 * n)
-            secs = float(config.median_duration_s * math.exp(0.3 * rng.standard_normal()))
+            secs = float(median_s * math.exp(0.3 * rng.standard_normal()))
             row = {"StartDate": f"{start:%Y-%m-%d %H:%M:%S}",
                    "EndDate": f"{start + dt.timedelta(seconds=secs):%Y-%m-%d %H:%M:%S}",
                    "Status": "0", "IPAddress": "", "Progress": "100",
@@ -181,6 +187,8 @@ def simulate(study: Study, config: SimulationConfig | None = None) -> Simulation
                    "condition": cond.key}
             for chk in study.checks:
                 row[chk.tag] = str(chk.correct)
+            if study.device_choices:
+                row[DEVICE_TAG] = "1"
             outcomes = []
             for i, attr in enumerate(study.attributes, start=1):
                 if attr.relevant is None:
@@ -209,7 +217,9 @@ def _columns(study: Study) -> list[tuple[str, str]]:
     parsed = parse_qsf(build_qsf(study, study.image_base_url or "https://example.invalid"))
     layout = response_layout(study, parsed)
     cols = [*META_COLUMNS, (layout.consent.tag, layout.consent.import_id)]
-    cols += [(c.tag, parsed.export_tags.get(c.tag, c.tag)) for c in study.checks]
+    if layout.device is not None:
+        cols.append((layout.device.tag, layout.device.import_id))
+    cols += [(c.tag, c.import_id) for c in layout.checks.values()]
     cols += [(c.tag, c.import_id) for c in layout.relevance.values()]
     cols += [(c.tag, c.import_id) for c in layout.confidence.values()]
     cols += [(c.tag, c.import_id) for c in layout.prediction.values()]
@@ -229,6 +239,8 @@ def _as_text(study: Study, tag: str, value: str) -> str:
         labels = list(study.class_names)
     elif tag in {c.tag for c in study.checks}:
         labels = next(c.choices for c in study.checks if c.tag == tag)
+    elif tag == DEVICE_TAG:
+        labels = list(study.device_choices)
     elif tag == "Finished":
         return {"1": "True", "0": "False"}.get(value, value)
     elif tag == "Status":
