@@ -288,6 +288,17 @@ class Sampler:
 
     # ------------------------------------------------------------------ colours
 
+    def _obj_cmap(self, params: SceneParameters | None = None) -> Any:
+        """The object colour map as a matplotlib ``Colormap`` (``params`` is unused here;
+        subclasses may pick a map per scene)."""
+        cmap = self.obj_color_map
+        return utils.get_cmap(cmap) if isinstance(cmap, str) else cmap
+
+    def _bg_cmap(self, params: SceneParameters | None = None) -> Any:
+        """The background colour map as a matplotlib ``Colormap`` (see :meth:`_obj_cmap`)."""
+        cmap = self.bg_color_map
+        return utils.get_cmap(cmap) if isinstance(cmap, str) else cmap
+
     def obj_color_rgba(self, value: float) -> utils.RGBAColor:
         """RGBA of the object colour value ``value`` in [0, 1] (``obj_color_map``)."""
         return utils.color_from_cmap(self.obj_color_map, value)

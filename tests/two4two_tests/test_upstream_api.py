@@ -203,6 +203,9 @@ def test_color_maps_are_dataclass_fields() -> None:
     p = two4two.Sampler(obj_color_map=viridis).sample()
     assert p.obj_color_rgba == pytest.approx(viridis(p.obj_color))
     assert two4two.ColorBiasedSampler().obj_color_map == "seismic"
+    assert sampler._bg_cmap(p).name == "tab20c"
+    assert tuple(sampler._obj_cmap(p)(0.3)) == pytest.approx(
+        matplotlib.colormaps["coolwarm"](0.3))
     with pytest.raises(ValueError, match=r"bg_color_map.*no_such_map"):
         two4two.Sampler(bg_color_map="no_such_map")
 
