@@ -112,17 +112,23 @@ def test_render_from_a_script_without_main_guard(tmp_path):
 def test_render_single_from_python_c(tmp_path):
     code = textwrap.dedent("""
         import sys
+        from pathlib import Path
         import numpy as np
         from two4two import blender
         from two4two.scene_parameters import SceneParameters
 
-        image, mask = blender.render_single(param=SceneParameters(resolution=(24, 40)),
-                                            samples=2)
+        out = Path(sys.argv[1])
+        param = SceneParameters(resolution=(24, 40))
+        image, mask = blender.render_single(param=param, samples=2, output_dir=out,
+                                            write_parameters=False)
         print(image.shape, image.dtype, sorted(np.unique(mask).tolist()) == list(range(9)))
+        print(sorted(p.name for p in out.iterdir()) == sorted([param.filename,
+                                                                param.mask_filename]))
     """)
-    proc = run_python(["-c", code], tmp_path)
+    proc = run_python(["-c", code, str(tmp_path / "out")], tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["(24, 40, 3) uint8 True"]
+    # the PNGs and no parameters.jsonl (write_parameters=False)
+    assert proc.stdout.splitlines() == ["(24, 40, 3) uint8 True", "True"]
 
 
 def test_render_from_a_notebook(tmp_path):
@@ -135,7 +141,7 @@ def test_render_from_a_notebook(tmp_path):
         from two4two.scene_parameters import SceneParameters
 
         scenes = [SceneParameters(resolution=(32, 32)) for _ in range(2)]
-        results = list(render(scenes, 2, 1, {str(out)!r}, samples=2))
+        results = list(render(scenes, 1, 1, {str(out)!r}, samples=2))
         print("rendered", len(results), results[0][0].shape)
     """)
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
