@@ -24,6 +24,7 @@ import contextlib
 import os
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -107,9 +108,19 @@ def worker_command(fd: int) -> list[str]:
 
 
 def _worker_env() -> dict[str, str]:
-    """The parent's environment with the folder holding ``two4two`` first on PYTHONPATH."""
+    """The parent's environment, with the folder holding ``two4two`` first on PYTHONPATH.
+
+    That folder is added unless it is a site-packages folder (the worker finds
+    those itself; putting one on PYTHONPATH would let it shadow the standard
+    library), so a ``two4two`` found through the parent's own ``sys.path``
+    (a checkout, ``sys.path.insert``) is the one the worker imports.
+    """
     env = dict(os.environ)
     root = str(Path(two4two.__file__).resolve().parent.parent)
+    site_dirs = {str(Path(p).resolve()) for p in
+                 [*site.getsitepackages(), site.getusersitepackages()]}
+    if root in site_dirs:
+        return env
     rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
     env["PYTHONPATH"] = os.pathsep.join([root, *rest])
     return env
