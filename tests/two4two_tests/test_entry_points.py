@@ -159,12 +159,18 @@ def test_worker_killed_mid_render_is_named_and_nothing_is_left(tmp_path):
         iterator = pool.render(scenes, output_dir=tmp_path)
         next(iterator)  # both workers have started and hold queued work
         pids = pool.worker_pids
+        # what the worker wrote to its stderr log last must be in the report
+        log_path = pool._pool._workers[0].log_path
+        with open(log_path, "a") as log:
+            log.write("simulated last words on stderr\n")
         os.kill(pids[0], signal.SIGKILL)
         with pytest.raises(RenderError) as failure:
             list(iterator)
         assert not pool.started
     message = str(failure.value)
     assert f"Blender worker 0 (pid {pids[0]}) died: killed by signal 9 (SIGKILL)" in message
+    assert message.endswith("simulated last words on stderr")
+    assert failure.value.details.endswith("simulated last words on stderr")
     assert wait_gone(pids, timeout=0.0) == []  # killed and reaped at once, no zombies
     for path in tmp_path.iterdir():  # only complete files, no temporary ones
         assert not path.name.startswith("."), path
