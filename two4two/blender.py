@@ -192,7 +192,10 @@ class Renderer:
             print(f"two4two: starting {self.n_processes} Blender worker(s) (bpy, Cycles, "
                   f"device {self.device}, {self.threads_per_process} thread(s) each, "
                   f"{self.samples} samples, view transform {self.view_transform})", flush=True)
-        self._pool.start()
+        try:
+            self._pool.start()
+        except WorkerFailure as failure:
+            raise RenderError(str(failure), details=failure.details) from None
 
     def close(self) -> None:
         """Stop the workers after their current image and clean up; the renderer is done."""

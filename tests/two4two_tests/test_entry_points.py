@@ -221,3 +221,12 @@ def test_workers_stop_when_a_script_ends_with_a_renderer_open(tmp_path):
     assert len(pids) == 1
     assert wait_gone(pids) == []
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+
+
+def test_a_worker_that_cannot_start_is_a_render_error(tmp_path, monkeypatch):
+    missing = tmp_path / "no-such-python"
+    monkeypatch.setattr(sys, "executable", str(missing))
+    pool = Renderer(n_processes=2, samples=1)
+    with pytest.raises(RenderError, match=r"cannot start Blender worker 0 \(.*no-such-python"):
+        list(pool.render([SceneParameters(resolution=(16, 16))]))
+    assert not pool.started

@@ -180,6 +180,7 @@ class WorkerPool:
         parent_conn, child_conn = Pipe(duplex=True)
         fd = child_conn.fileno()
         try:
+            command = worker_command(fd)
             with contextlib.ExitStack() as stack:
                 if log_path is None:
                     stdout = stderr = None  # the parent's console
@@ -187,11 +188,13 @@ class WorkerPool:
                     stdout = subprocess.DEVNULL  # Blender's progress lines
                     stderr = stack.enter_context(open(log_path, "ab"))
                 process = subprocess.Popen(
-                    worker_command(fd), stdin=subprocess.DEVNULL, stdout=stdout,
+                    command, stdin=subprocess.DEVNULL, stdout=stdout,
                     stderr=stderr, pass_fds=(fd,), env=env,
                     start_new_session=True)  # a terminal's Ctrl-C goes to the parent only
-        except OSError as error:
+        except BaseException as error:
             parent_conn.close()
+            if not isinstance(error, OSError):
+                raise
             raise WorkerFailure("error", f"cannot start Blender worker {worker_id} "
                                 f"({sys.executable} -m {_WORKER_MODULE}): {error}") from None
         finally:
