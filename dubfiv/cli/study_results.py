@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dubfiv.cli._oneline import OneLineParser, fail, flags_of
+from dubfiv.cli._oneline import OneLineParser, fail, flags_of, in_flags
 from dubfiv.errors import DubfivError
 from dubfiv.study.results import AnalysisConfig, analyse_study, summary_table, write_results
 
@@ -44,24 +44,27 @@ def build_parser() -> OneLineParser:
                              "else the study's first condition)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the participant bootstrap (default: 0)")
+    parser.add_argument("--no-mixed-model", dest="mixed_model", action="store_false",
+                        help="skip the mixed-effects sensitivity analysis (it takes seconds "
+                             "per few hundred participants; the primary analysis stays)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    flags = flags_of(parser, responses_csv="--responses", study_dir="--study")
     output = args.output if args.output is not None else args.responses.absolute().parent
     try:
         config = AnalysisConfig(min_duration_s=args.min_duration_s, reference=args.reference,
-                                seed=args.seed)
+                                seed=args.seed, mixed_model=args.mixed_model)
         results = analyse_study(args.responses, args.study, config)
         paths = write_results(results, output)
     except DubfivError as exc:
-        return fail(PROG, exc, flags=flags_of(parser, responses_csv="--responses",
-                                              study_dir="--study"))
+        return fail(PROG, exc, flags=flags)
     except OSError as exc:
         return fail(PROG, f"cannot write results to {output}: {exc}")
-    print(summary_table(results))
+    print(in_flags(summary_table(results), flags))
     print(f"{results['n_used']} of {results['n_rows']} responses used")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

@@ -152,10 +152,11 @@ def cluster_robust_logit(participants: Sequence[ParticipantAccuracy],
         out["reference_log_odds"] = None
         return out
     y, cond, group = long_format(participants, usable)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         fit = sm.GLM(y, _design(cond, len(usable)), family=sm.families.Binomial()).fit(
             cov_type="cluster", cov_kwds={"groups": group})
+    out["warnings"] = sorted({str(w.message) for w in caught})
     params, bse, ci, pvals = (np.asarray(fit.params), np.asarray(fit.bse),
                               np.asarray(fit.conf_int(0.05)), np.asarray(fit.pvalues))
     out.update(reference_log_odds=float(params[0]), n_participants=int(group.max() + 1),
@@ -191,9 +192,10 @@ def mixed_logit(participants: Sequence[ParticipantAccuracy], conditions: Sequenc
     z[np.arange(y.size), group] = 1.0
     model = BinomialBayesMixedGLM(y, _design(cond, len(usable)), z,
                                   ident=np.zeros(n_groups, dtype=int), vcp_p=2.0, fe_p=5.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         fit = model.fit_vb()
+    out["warnings"] = sorted({str(w.message) for w in caught})
     mean, sd = np.asarray(fit.fe_mean), np.asarray(fit.fe_sd)
     out.update(reference_log_odds=float(mean[0]), n_participants=n_groups,
                n_answers=int(y.size), participant_sd=float(np.exp(fit.vcp_mean[0])))

@@ -160,7 +160,7 @@ def apply_exclusions(study: Study, responses: Responses, layout: ResponseLayout,
     if config.min_duration_s is None:
         min_s, source = default_min_duration_s(study)
     else:
-        min_s, source = float(config.min_duration_s), "min_duration_s"
+        min_s, source = float(config.min_duration_s), "set by `min_duration_s`"
     missing_checks = [c.tag for c in study.checks if c.tag not in layout.checks]
     if missing_checks:
         raise ResultsError(f"the survey has no questions for the checks {missing_checks}")

@@ -283,7 +283,8 @@ def summary_table(results: dict[str, Any]) -> str:
     exc = results["exclusions"]
     lines = [f"responses: {exc['n_rows']} rows, {exc['n_kept']} kept; excluded: "
              + (", ".join(f"{k} {v}" for k, v in exc["excluded"].items() if v) or "none")
-             + f" (min_duration_s {exc['min_duration_s']:g}: {exc['min_duration_source']})"]
+             + f" (minimum duration {exc['min_duration_s']:g} s: "
+             f"{exc['min_duration_source']})"]
     lines += [f"note: {n}" for n in exc["notes"]]
     lines += ["", f"{'condition':<10} {'attribute':<26} {'n':>4} {'relevant':>8} "
               f"{'95% CI':>15} {'truth':>10}"]
@@ -303,9 +304,9 @@ def summary_table(results: dict[str, Any]) -> str:
                                       "truth, nothing to compare"])
     ref, primary = acc["reference"], acc["primary"]
     lines += ["", f"attribute accuracy ({acc['attributes_with_truth']} attributes with known "
-                  f"truth), vs {ref}: mean per-participant accuracy [bootstrap 95% CI], "
-                  "difference, odds ratio (logistic regression, cluster-robust by "
-                  "participant) [95% CI], p",
+                  f"truth) vs {ref}: mean per-participant accuracy [bootstrap 95% CI],",
+              "difference [bootstrap 95% CI], odds ratio [95% CI] and p of a logistic "
+              "regression with errors clustered by participant",
               f"{'condition':<10} {'n':>4} {'accuracy':>20} {'difference':>22} "
               f"{'odds ratio':>20} {'p':>7}"]
     for key, s in acc["conditions"].items():
@@ -317,9 +318,16 @@ def summary_table(results: dict[str, Any]) -> str:
         ratio = "-" if c is None else f"{c['odds_ratio']:.2f} {ci_text(c['odds_ratio_ci95'])}"
         p = "-" if c is None else f"{c['p_value']:.3g}"
         if key == ref:
-            diff = ratio = p = "(reference)"
+            diff, ratio, p = "(reference)", "-", "-"
         lines.append(f"{key:<10} {s['n_participants']:>4} {mean:>20} {diff:>22} "
                      f"{ratio:>20} {p:>7}")
     for key, why in primary["not_estimable"].items():
         lines.append(f"note: {key}: {why}")
+    sens = acc.get("sensitivity")
+    if sens and sens["contrasts"]:
+        lines.append("sensitivity, mixed logistic regression (random intercept per participant, "
+                     "conditional odds ratios): " + "; ".join(
+                         f"{k} {c['odds_ratio']:.2f} {ci_text(c['odds_ratio_ci95'])}"
+                         for k, c in sens["contrasts"].items())
+                     + f"; participant SD {sens['participant_sd']:.2f} (log-odds)")
     return "\n".join(lines)

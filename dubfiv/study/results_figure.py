@@ -91,6 +91,9 @@ def write_accuracy_figure(results: dict[str, Any], path: str | os.PathLike[str])
     ax.set_ylim(-0.05, 1.3)
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("attribute accuracy per participant")
+    ax.set_title("dots: participants; black: mean with bootstrap 95% CI; OR [95% CI], p: "
+                 "vs the reference,\nlogistic regression with errors clustered by participant",
+                 fontsize="small")
     if not acc["attributes_with_truth"]:
         ax.text((len(keys) - 1) / 2, 0.5, "no attribute with known ground truth",
                 ha="center", color="grey")

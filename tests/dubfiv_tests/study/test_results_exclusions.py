@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -198,7 +199,7 @@ def test_too_fast(checked, tmp_path: Path) -> None:
     assert 5 < fast < 3 * N
     res = _run(study, folder, rows, tmp_path, min_duration_s=limit)
     _expect(res, too_fast=fast)
-    assert res["exclusions"]["min_duration_source"] == "min_duration_s"
+    assert res["exclusions"]["min_duration_source"] == "set by `min_duration_s`"
 
 
 def test_default_threshold_from_the_study_estimate(checked) -> None:
@@ -279,10 +280,11 @@ def test_cli_flags_and_errors(checked, tmp_path: Path, capsys) -> None:
     path = write_responses_csv(tmp_path / "r.csv", study, rows)
     out = tmp_path / "out"
     assert main(["--responses", str(path), "--study", str(folder), "--output", str(out),
-                 "--min-duration-s", "300", "--reference", "inn"]) == 0
+                 "--min-duration-s", "300", "--reference", "inn", "--no-mixed-model"]) == 0
     stdout = capsys.readouterr().out
-    assert "excluded: too_fast 1 (min_duration_s 300: min_duration_s)" in stdout
+    assert "excluded: too_fast 1 (minimum duration 300 s: set by --min-duration-s)" in stdout
     assert "vs inn" in stdout
+    assert "sensitivity" not in json.loads((out / "results.json").read_text())["accuracy"]
     assert main(["--responses", str(path), "--study", str(folder), "--output", str(out),
                  "--min-duration-s", "-1"]) == 1
     err = capsys.readouterr().err
