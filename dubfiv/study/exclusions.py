@@ -29,7 +29,8 @@ unanswered device question a wrong device), a response
 without a duration is not too fast, one without a ``PROLIFIC_PID`` is no
 duplicate. Optional columns (``Status``, ``DistributionChannel``,
 ``PROLIFIC_PID``, dates, duration, ``device``) that are absent switch their rule off with a
-note in the report; the columns of the study's checks are required.
+note in the report; the columns of the study's checks are required. The
+reasons for this order are in ``docs/study_analysis.md``.
 """
 
 from __future__ import annotations

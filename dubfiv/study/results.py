@@ -5,24 +5,25 @@ header rows, numeric values or choice texts; empty cells and ``-99`` are
 missing answers). Columns are found by export tag, else by import id
 (:func:`dubfiv.study.qualtrics.response_layout`):
 
-=========================  =====================  =========================================
-column (row 1)             import id (row 3)      value
-=========================  =====================  =========================================
-``Finished``               ``finished``           ``1``/``True`` = finished
-``Status``                 ``status``             optional; previews, tests, spam excluded
-``DistributionChannel``    ``distributionChannel`` optional; ``preview``/``test`` excluded
-``ResponseId``             ``_recordId``          optional, names responses in messages
-``StartDate``              ``startDate``          optional, orders duplicate attempts
-``RecordedDate``           ``recordedDate``       optional, orders duplicate attempts
-``Duration (in seconds)``  ``duration``           optional, for ``min_duration_s``
-``PROLIFIC_PID``           ``PROLIFIC_PID``       optional embedded data, for duplicates
-``consent``                ``QID<c>``             ``1`` / agree text; ``2`` = declined
-``<check tag>``            ``QID<k>``             each of ``study.checks``: choice number
-``condition``              ``condition``          embedded data: the condition key
-``relevance_<i>``          ``QID<r>_<i>``         ``1`` relevant / ``2`` irrelevant (or texts)
-``confidence_<i>``         ``QID<f>_<i>``         ``1`` .. ``5`` (or the scale texts)
-``predict_<task>``         ``QID<p>``             ``1`` / ``2`` = ``class_names[0]`` / ``[1]``
-=========================  =====================  =========================================
+=========================  =======================  ============================================
+column (row 1)             import id (row 3)        value
+=========================  =======================  ============================================
+``Finished``               ``finished``             ``1``/``True`` = finished
+``Status``                 ``status``               optional; previews, tests, spam excluded
+``DistributionChannel``    ``distributionChannel``  optional; ``preview``/``test`` excluded
+``ResponseId``             ``_recordId``            optional, names responses in messages
+``StartDate``              ``startDate``            optional, orders duplicate attempts
+``RecordedDate``           ``recordedDate``         optional, orders duplicate attempts
+``Duration (in seconds)``  ``duration``             optional, for ``min_duration_s``
+``PROLIFIC_PID``           ``PROLIFIC_PID``         optional embedded data, for duplicates
+``consent``                ``QID<c>``               ``1`` / agree text; ``2`` = declined
+``device``                 ``QID<d>``               if asked: ``1`` = desktop or laptop
+``<check tag>``            ``QID<k>``               each of ``study.checks``: choice number
+``condition``              ``condition``            embedded data: the condition key
+``relevance_<i>``          ``QID<r>_<i>``           ``1`` relevant / ``2`` irrelevant (or texts)
+``confidence_<i>``         ``QID<f>_<i>``           ``1`` .. ``5`` (or the scale texts)
+``predict_<task>``         ``QID<p>``               ``1`` / ``2`` = ``class_names[0]`` / ``[1]``
+=========================  =======================  ============================================
 
 ``<i>`` is the 1-based position of the attribute in ``study.attributes``.
 Responses are first screened (:mod:`dubfiv.study.exclusions`; each rule
@@ -32,6 +33,8 @@ it relevant gets a 95% Wilson score interval; the prediction accuracy (answer
 independent) and averaged per participant. The attribute *accuracy* (answer =
 ground truth, attributes with unknown truth skipped) is computed per
 participant and compared between conditions (:mod:`dubfiv.study.condition_effect`).
+The choices (missing answers, rule order, models) are explained in
+``docs/study_analysis.md``.
 """
 
 from __future__ import annotations

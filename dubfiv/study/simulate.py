@@ -17,7 +17,8 @@ the device question (if asked) answered with its first choice.
 
 :func:`simulate` returns rows in the columns of Qualtrics' export,
 :func:`write_responses_csv` writes them with the three header rows, and
-:func:`estimate_power` repeats the analysis on many simulated studies.
+:func:`estimate_power` repeats the analysis on many simulated studies
+(``docs/study_analysis.md``).
 """
 
 from __future__ import annotations
