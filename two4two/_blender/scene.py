@@ -1,6 +1,6 @@
 """The Two4Two scene in Blender (imports ``bpy``; only worker processes import this).
 
-:class:`BlenderScene` builds the scene of ``TWO4TWO.md`` once and updates it
+:class:`BlenderScene` builds the scene of ``docs/two4two_scene.md`` once and updates it
 per image:
 
 * **Blocks** (facts in ``docs/two4two_scene.md``): a hidden *template*
