@@ -40,6 +40,7 @@ __all__ = [
     "GROUND_TRUTH",
     "GROUND_TRUTH_REPORT",
     "IMAGES",
+    "LAYOUT",
     "LOG",
     "SUPERVISED_ANALYSIS",
     "SUPERVISED_ANALYSIS_REPORT",
@@ -73,57 +74,42 @@ class RunDirError(DubfivError, FileNotFoundError):
     """A run folder or its checkpoint is missing (the message names the path)."""
 
 
+LAYOUT: dict[str, Path] = {
+    "checkpoint": CHECKPOINT, "experiment": EXPERIMENT, "log": LOG, "images": IMAGES,
+    "analysis_cache": ANALYSIS_CACHE, "ground_truth": GROUND_TRUTH,
+    "ground_truth_report": GROUND_TRUTH_REPORT, "supervised_analysis": SUPERVISED_ANALYSIS,
+    "supervised_analysis_report": SUPERVISED_ANALYSIS_REPORT, "figures": FIGURES,
+}
+"""Each :class:`RunPaths` field and its path relative to the run folder."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RunPaths:
-    """The paths of one run folder ``root`` (nothing is checked or created)."""
+    """The paths of one run folder ``root`` (:data:`LAYOUT`; nothing is checked or created).
+
+    ``RunPaths(run_dir).checkpoint`` is ``run_dir/models/models.torch``, and so on:
+    ``experiment`` (``models/experiment.toml``), ``log``, ``images``, ``analysis_cache``,
+    ``ground_truth`` (the folder) and ``ground_truth_report`` (its JSON),
+    ``supervised_analysis`` and ``supervised_analysis_report``, ``figures``.
+    """
 
     root: Path
+    checkpoint: Path = dataclasses.field(init=False)
+    experiment: Path = dataclasses.field(init=False)
+    log: Path = dataclasses.field(init=False)
+    images: Path = dataclasses.field(init=False)
+    analysis_cache: Path = dataclasses.field(init=False)
+    ground_truth: Path = dataclasses.field(init=False)
+    ground_truth_report: Path = dataclasses.field(init=False)
+    supervised_analysis: Path = dataclasses.field(init=False)
+    supervised_analysis_report: Path = dataclasses.field(init=False)
+    figures: Path = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.root / CHECKPOINT
-
-    @property
-    def experiment(self) -> Path:
-        """``models/experiment.toml``."""
-        return self.root / EXPERIMENT
-
-    @property
-    def log(self) -> Path:
-        return self.root / LOG
-
-    @property
-    def images(self) -> Path:
-        return self.root / IMAGES
-
-    @property
-    def analysis_cache(self) -> Path:
-        return self.root / ANALYSIS_CACHE
-
-    @property
-    def ground_truth(self) -> Path:
-        """The folder of the ground-truth report."""
-        return self.root / GROUND_TRUTH
-
-    @property
-    def ground_truth_report(self) -> Path:
-        return self.root / GROUND_TRUTH_REPORT
-
-    @property
-    def supervised_analysis(self) -> Path:
-        """The folder of the supervised analysis."""
-        return self.root / SUPERVISED_ANALYSIS
-
-    @property
-    def supervised_analysis_report(self) -> Path:
-        return self.root / SUPERVISED_ANALYSIS_REPORT
-
-    @property
-    def figures(self) -> Path:
-        return self.root / FIGURES
+        root = Path(self.root)
+        object.__setattr__(self, "root", root)
+        for name, relative in LAYOUT.items():
+            object.__setattr__(self, name, root / relative)
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:

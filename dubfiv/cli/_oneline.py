@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Mapping
-from typing import NoReturn
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
 
-__all__ = ["OneLineParser", "fail", "flags_of", "in_flags", "user_errors"]
+__all__ = ["RUN_RENAMES", "OneLineParser", "error_bases", "fail", "flags_of", "guarded",
+           "in_flags", "run_main", "user_errors"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -59,6 +60,44 @@ def fail(prog: str, error: BaseException | str, status: int = 1,
     text = in_flags(" ".join(str(error).split("\n")), flags)
     print(f"{prog}: error: {text}", file=sys.stderr)
     return status
+
+
+def error_bases() -> tuple[type[BaseException], ...]:
+    """:class:`~dubfiv.errors.DubfivError`, and :class:`~two4two.errors.Two4TwoError` once
+    :mod:`two4two` is imported (before that nothing can raise it)."""
+    from dubfiv.errors import DubfivError
+
+    if "two4two.errors" not in sys.modules:
+        return (DubfivError,)
+    return (DubfivError, sys.modules["two4two.errors"].Two4TwoError)
+
+
+def guarded(prog: str, parser: argparse.ArgumentParser, work: Callable[[], int],
+            also: tuple[type[BaseException], ...] = (), interrupted: str | None = None,
+            **renames: str) -> int:
+    """``work()``'s exit status; an error of :func:`error_bases` (or of ``also``) instead
+    prints one line worded in the command's flags (:func:`flags_of` with ``renames``) and
+    gives 1; with ``interrupted``, Ctrl-C prints that line and gives 130."""
+    try:
+        return work()
+    except (*error_bases(), *also) as error:
+        return fail(prog, error, flags=flags_of(parser, **renames))
+    except KeyboardInterrupt:
+        if interrupted is None:
+            raise
+        return fail(prog, interrupted, 130)
+
+
+RUN_RENAMES = {"run_dir": "--model", "head_index": "--head", "output_dir": "--output"}
+"""Parameters of the run-analysing functions whose flags have other names."""
+
+
+def run_main(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+             run: Callable[[argparse.Namespace], int], **options: Any) -> int:
+    """Parse ``argv`` and return ``run(args)`` under :func:`guarded` (``options``: its
+    ``also``, ``interrupted`` and renames)."""
+    args = parser.parse_args(argv)
+    return guarded(prog, parser, lambda: run(args), **options)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from dubfiv.cli._oneline import OneLineParser, fail, flags_of
+from dubfiv.cli._oneline import OneLineParser, guarded
 
 PROG = "dubfiv_dataset_configs"
 
@@ -52,7 +52,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from dubfiv.errors import DubfivError
     from dubfiv.workflow.dataset_configs import (
         build_variants,
         describe_generators,
@@ -66,19 +65,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         ("--output_dir", args.output_dir)) if value is None]
     if missing:
         parser.error(f"{', '.join(missing)} required (or --list)")
-    try:
+
+    def run() -> int:
         variants = build_variants(args.config, args.name, args.output_dir, args.grid,
                                   args.grid_file, args.data_dir)
         if not args.dry_run:
             write_variants(variants, force=args.force)
-    except (DubfivError, OSError) as error:
-        return fail(PROG, error, flags=flags_of(parser, base_config="--config",
-                                                 grid_args="--grid"))
-    verb = "would write" if args.dry_run else "wrote"
-    print(f"{verb} {len(variants)} dataset configs:", file=sys.stderr)
-    for variant in variants:
-        print(variant.path)
-    return 0
+        verb = "would write" if args.dry_run else "wrote"
+        print(f"{verb} {len(variants)} dataset configs:", file=sys.stderr)
+        for variant in variants:
+            print(variant.path)
+        return 0
+
+    return guarded(PROG, parser, run, also=(OSError,), base_config="--config",
+                   grid_args="--grid")
 
 
 if __name__ == "__main__":

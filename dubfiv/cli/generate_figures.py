@@ -11,15 +11,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dubfiv.cli._oneline import OneLineParser, fail, flags_of, in_flags
+from dubfiv.cli._oneline import OneLineParser, fail, flags_of, guarded, in_flags
+
+if TYPE_CHECKING:
+    from dubfiv.workflow.figures import FigureOutcome
 
 PROG = "dubfiv_generate_figures"
-
-
-def _flags(parser: OneLineParser) -> dict[str, str]:
-    """Parameter -> flag (:func:`~dubfiv.cli._oneline.flags_of`) of this command."""
-    return flags_of(parser, run_dir="--model", output_dir="--output", figures="--only")
+_RENAMES = {"run_dir": "--model", "output_dir": "--output", "figures": "--only"}
+"""Library parameters whose flag has another name."""
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -88,9 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dubfiv_generate_figures``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from dubfiv.errors import DubfivError
     from dubfiv.workflow.figures import FigureOptions, generate_figures
-    from two4two.errors import Two4TwoError
 
     options = FigureOptions(
         figures=args.only, formats=args.formats, device=args.device,
@@ -99,11 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         concept_fit_images=args.concept_fit_images,
         concept_eval_images=args.concept_eval_images, ground_truth=args.ground_truth,
         supervised_analysis=args.supervised_analysis, progress=not args.quiet)
-    try:
-        outcomes = generate_figures(args.model, args.output, options)
-    except (DubfivError, Two4TwoError, OSError) as error:
-        return fail(PROG, error, flags=_flags(parser))
-    flags = _flags(parser)
+    flags = flags_of(parser, **_RENAMES)
+    return guarded(PROG, parser,
+                   lambda: _report(generate_figures(args.model, args.output, options), flags),
+                   also=(OSError,), **_RENAMES)
+
+
+def _report(outcomes: list[FigureOutcome], flags: dict[str, str]) -> int:
     width = max(len(o.name) for o in outcomes)
     for outcome in outcomes:
         if outcome.written:

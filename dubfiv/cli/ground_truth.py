@@ -8,11 +8,12 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dubfiv.cli._oneline import OneLineParser, fail, flags_of
+from dubfiv.cli._oneline import RUN_RENAMES, OneLineParser, run_main
 
 PROG = "dubfiv_ground_truth"
 
@@ -58,24 +59,20 @@ def build_parser() -> OneLineParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dubfiv_ground_truth``; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from dubfiv.errors import DubfivError
+    return run_main(PROG, build_parser(), argv, _run, **RUN_RENAMES)
+
+
+def _run(args: argparse.Namespace) -> int:
     from dubfiv.ground_truth import evaluate_run, write_report
     from dubfiv.rundir import RunPaths
-    from two4two.errors import Two4TwoError
 
-    try:
-        report = evaluate_run(
-            args.model, dataset_dir=args.dataset_dir, dataset=args.dataset, split=args.split,
-            head_index=args.head, device=args.device, n_bootstrap=args.n_bootstrap,
-            seed=args.seed, relative_threshold=args.relative_threshold,
-            batch_size=args.batch_size, progress=not args.quiet)
-        output = Path(args.output) if args.output else RunPaths(args.model).ground_truth
-        json_path, png_path = write_report(report, output)
-    except (DubfivError, Two4TwoError) as error:
-        return fail(PROG, error, flags=flags_of(parser, run_dir="--model", head_index="--head",
-                                                 output_dir="--output"))
+    report = evaluate_run(
+        args.model, dataset_dir=args.dataset_dir, dataset=args.dataset, split=args.split,
+        head_index=args.head, device=args.device, n_bootstrap=args.n_bootstrap,
+        seed=args.seed, relative_threshold=args.relative_threshold,
+        batch_size=args.batch_size, progress=not args.quiet)
+    output = Path(args.output) if args.output else RunPaths(args.model).ground_truth
+    json_path, png_path = write_report(report, output)
     width = max(len(a) for a in report["attributes"])
     print(f"{'attribute':<{width}}  relevant  linear effect [95% CI]  mean|Δ|/std [95% CI] "
           " flips [95% CI]        corr [95% CI]")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dubfiv.cli._oneline import OneLineParser, fail, flags_of
+from dubfiv.cli._oneline import OneLineParser, fail, guarded
 
 if TYPE_CHECKING:
     from dubfiv.quickstart import QuickstartResult
@@ -75,9 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dubfiv_quickstart``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    from dubfiv.errors import DubfivError
     from dubfiv.quickstart import QuickstartConfig, run_quickstart
-    from two4two.errors import Two4TwoError
 
     if args.train_samples is not None and args.train_samples < 1:
         return fail(PROG, "--train_samples must be a positive number of samples", 2)
@@ -87,14 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_samples=args.train_samples, image_base_url=args.image_base_url,
         seed=args.seed, progress=not args.quiet,
     )
-    try:
+
+    def run() -> int:
         result = run_quickstart(config, log=(lambda _: None) if args.quiet else print)
-    except (DubfivError, Two4TwoError) as error:
-        return fail(PROG, error, flags=flags_of(parser))
-    except KeyboardInterrupt:
-        return fail(PROG, "interrupted; run the same command again to continue", 130)
-    print(_report(result))
-    return 0
+        print(_report(result))
+        return 0
+
+    return guarded(PROG, parser, run,
+                   interrupted="interrupted; run the same command again to continue")
 
 
 if __name__ == "__main__":

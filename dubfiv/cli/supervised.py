@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from dubfiv.cli._oneline import OneLineParser, fail, flags_of
+from dubfiv.cli._oneline import OneLineParser, guarded
 
 if TYPE_CHECKING:
     from dubfiv.supervised import SupervisedConfig
@@ -89,19 +89,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dubfiv_supervised``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from dubfiv.errors import DubfivError
     from dubfiv.supervised import train_supervised
-    from two4two.errors import Two4TwoError
 
-    try:
+    def run() -> int:
         config = _config(args, parser)
         out = train_supervised(config, args.data_output_dir, device=args.device,
                                resume=args.resume, stop_after_epochs=args.stop_after_epochs,
                                progress=not args.quiet)
-    except (DubfivError, Two4TwoError) as error:
-        return fail(PROG, error, flags=flags_of(parser, output_dir="--data_output_dir"))
-    print(f"wrote {out}")
-    return 0
+        print(f"wrote {out}")
+        return 0
+
+    return guarded(PROG, parser, run, output_dir="--data_output_dir")
 
 
 if __name__ == "__main__":

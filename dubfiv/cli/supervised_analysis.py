@@ -8,11 +8,12 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dubfiv.cli._oneline import OneLineParser, fail, flags_of
+from dubfiv.cli._oneline import RUN_RENAMES, OneLineParser, run_main
 
 PROG = "dubfiv_supervised_analysis"
 
@@ -57,26 +58,21 @@ def build_parser() -> OneLineParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dubfiv_supervised_analysis``; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from dubfiv.errors import DubfivError
+    return run_main(PROG, build_parser(), argv, _run, **RUN_RENAMES)
+
+
+def _run(args: argparse.Namespace) -> int:
     from dubfiv.rundir import RunPaths
     from dubfiv.supervised.analysis import run_analysis, write_analysis
-    from two4two.errors import Two4TwoError
 
-    try:
-        report, readout = run_analysis(
-            args.supervised_dir, args.model, dataset_dir=args.dataset_dir,
-            dataset=args.dataset, split=args.split, n_images=args.n_images,
-            n_steps=args.n_steps, p_hi=args.p_hi, head_index=args.head, device=args.device,
-            seed=args.seed, batch_size=args.batch_size, n_bootstrap=args.n_bootstrap,
-            progress=not args.quiet)
-        output = (Path(args.output) if args.output
-                  else RunPaths(args.model).supervised_analysis)
-        json_path, png_path = write_analysis(report, readout, output)
-    except (DubfivError, Two4TwoError) as error:
-        return fail(PROG, error, flags=flags_of(parser, run_dir="--model", head_index="--head",
-                                                 output_dir="--output"))
+    report, readout = run_analysis(
+        args.supervised_dir, args.model, dataset_dir=args.dataset_dir,
+        dataset=args.dataset, split=args.split, n_images=args.n_images,
+        n_steps=args.n_steps, p_hi=args.p_hi, head_index=args.head, device=args.device,
+        seed=args.seed, batch_size=args.batch_size, n_bootstrap=args.n_bootstrap,
+        progress=not args.quiet)
+    output = Path(args.output) if args.output else RunPaths(args.model).supervised_analysis
+    json_path, png_path = write_analysis(report, readout, output)
     print(f"{'attribute':<20} {'slope/logit':>12} {'slope/std':>10} {'R^2':>6} {'r':>6}")
     for name in report["ranking_by_abs_correlation"]:
         r = report["attributes"][name]

@@ -16,7 +16,7 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
-from dubfiv.cli._oneline import OneLineParser, fail, flags_of
+from dubfiv.cli._oneline import OneLineParser, guarded
 
 PROG = "dubfiv_train"
 
@@ -81,38 +81,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check(args, parser)
-    from dubfiv import config as cfg
-    from dubfiv.errors import DubfivError
-    from dubfiv.train import resume, train
-    from two4two.errors import Two4TwoError
+    return guarded(PROG, parser, lambda: _run(args), run_dir="--resume", interrupted=(
+        "interrupted; continue from the last checkpoint with --resume RUN_DIR"))
 
-    try:
-        if args.resume:
-            run_dir = resume(args.resume, device=args.device, amp=args.amp,
-                             dataset_dir=args.dataset_dir,
-                             stop_after_samples=args.stop_after_samples,
-                             progress=not args.quiet)
+
+def _run(args: argparse.Namespace) -> int:
+    from dubfiv import config as cfg
+    from dubfiv.train import resume, train
+
+    if args.resume:
+        run_dir = resume(args.resume, device=args.device, amp=args.amp,
+                         dataset_dir=args.dataset_dir, stop_after_samples=args.stop_after_samples,
+                         progress=not args.quiet)
+    else:
+        if args.experiment:
+            experiment = cfg.load_experiment(args.experiment)
+            files = [args.experiment]
         else:
-            if args.experiment:
-                experiment = cfg.load_experiment(args.experiment)
-                files = [args.experiment]
-            else:
-                experiment = cfg.load_experiment_parts(args.model, args.train, args.classifiers)
-                files = [f for f in (args.model, args.train, args.classifiers) if f]
-            overrides = {key: getattr(args, key) for key in
-                         ("dataset", "dataset_dir", "n_train_samples")
-                         if getattr(args, key) is not None}
-            if overrides:
-                experiment = dataclasses.replace(
-                    experiment, train=dataclasses.replace(experiment.train, **overrides))
-            run_dir = train(experiment, args.output_base_dir, device=args.device, amp=args.amp,
-                            stop_after_samples=args.stop_after_samples, config_files=files,
-                            progress=not args.quiet)
-    except (DubfivError, Two4TwoError) as error:
-        return fail(PROG, error, flags=flags_of(parser, run_dir="--resume"))
-    except KeyboardInterrupt:
-        return fail(PROG, "interrupted; continue from the last checkpoint with --resume RUN_DIR",
-                    130)
+            experiment = cfg.load_experiment_parts(args.model, args.train, args.classifiers)
+            files = [f for f in (args.model, args.train, args.classifiers) if f]
+        given = {key: getattr(args, key) for key in ("dataset", "dataset_dir", "n_train_samples")}
+        overrides = {key: value for key, value in given.items() if value is not None}
+        if overrides:
+            experiment = dataclasses.replace(
+                experiment, train=dataclasses.replace(experiment.train, **overrides))
+        run_dir = train(experiment, args.output_base_dir, device=args.device, amp=args.amp,
+                        stop_after_samples=args.stop_after_samples, config_files=files,
+                        progress=not args.quiet)
     if str(run_dir) not in ("", "."):
         print(run_dir)
     return 0

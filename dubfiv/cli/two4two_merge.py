@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
-from dubfiv.cli._oneline import OneLineParser, fail, flags_of
+from dubfiv.cli._oneline import OneLineParser, run_main
 
 PROG = "dubfiv_two4two_merge"
 
@@ -46,18 +47,15 @@ def build_parser() -> OneLineParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from dubfiv.errors import DubfivError
-    from dubfiv.workflow.merge import merge_datasets
-    from two4two.errors import Two4TwoError
+    return run_main(PROG, build_parser(), argv, _run, also=(OSError,), sources="--datasets",
+                    archive="--tar")
 
-    try:
-        report = merge_datasets(args.destination, args.datasets, mode=args.mode,
-                                force=args.force, archive=args.tar, strict=args.strict,
-                                progress=not args.quiet)
-    except (DubfivError, Two4TwoError, OSError) as error:
-        return fail(PROG, error, flags=flags_of(parser, sources="--datasets", archive="--tar"))
+
+def _run(args: argparse.Namespace) -> int:
+    from dubfiv.workflow.merge import merge_datasets
+
+    report = merge_datasets(args.destination, args.datasets, mode=args.mode, force=args.force,
+                            archive=args.tar, strict=args.strict, progress=not args.quiet)
     for name, parts in report.splits.items():
         total = sum(n for _, n in parts)
         sources = ", ".join(f"{root} ({n})" for root, n in parts)

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from dubfiv.supervised.model import build_model, network_input, resize_images
+from dubfiv.supervised.model import network_input, resize_images
 from dubfiv.supervised.targets import TargetSpec
-from dubfiv.supervised.train import CHECKPOINT, SupervisedConfig, _load_state
+from dubfiv.supervised.train import CHECKPOINT, SupervisedConfig, read_checkpoint
 
 __all__ = ["SupervisedModel", "load_supervised", "resize_images"]
 
@@ -74,13 +74,8 @@ def load_supervised(directory: str | os.PathLike,
     if not path.is_file():
         raise CheckpointError(f"{path}: not found; `supervised_dir` must be a directory "
                               "written by dubfiv_supervised")
-    state = _load_state(path)
-    config = SupervisedConfig(**state["config"])
-    spec = TargetSpec.from_dict(state["targets"])
-    image_shape = tuple(int(s) for s in state["image_shape"])
-    model = build_model(config.model_name, config.model_kwargs, spec.n)
-    model.load_state_dict(state["model_state"])
-    model.to(resolve_device(device)).eval()
-    return SupervisedModel(model=model, spec=spec, config=config,
-                           image_shape=image_shape,  # type: ignore[arg-type]
-                           history=list(state["history"]), epoch=int(state["epoch"]))
+    run = read_checkpoint(path)
+    run["model"].to(resolve_device(device)).eval()
+    return SupervisedModel(model=run["model"], spec=run["spec"], config=run["config"],
+                           image_shape=run["image_shape"], history=run["history"],
+                           epoch=run["epoch"])

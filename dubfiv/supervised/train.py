@@ -177,6 +177,26 @@ def _load_state(path: Path) -> dict[str, Any]:
     return state
 
 
+def read_checkpoint(path: Path, check_shape: bool = False) -> dict[str, Any]:
+    """A ``dubfiv_supervised`` checkpoint as a run state: ``config``, ``spec``,
+    ``image_shape`` ``(C, H, W)``, the ``model`` with its weights (on the CPU; with
+    ``check_shape`` after a dry run at that size), ``optimizer_state``, ``epoch``, ``history``.
+
+    Raises:
+        CheckpointError: unreadable or foreign checkpoint (the message names the path).
+    """
+    state = _load_state(path)
+    config = SupervisedConfig(**state["config"])
+    spec = TargetSpec.from_dict(state["targets"])
+    image_shape = tuple(int(s) for s in state["image_shape"])
+    model = build_model(config.model_name, config.model_kwargs, spec.n,
+                        image_shape if check_shape else None)  # type: ignore[arg-type]
+    model.load_state_dict(state["model_state"])
+    return {"config": config, "spec": spec, "image_shape": image_shape, "model": model,
+            "optimizer_state": state["optimizer_state"], "epoch": int(state["epoch"]),
+            "history": list(state["history"])}
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -202,15 +222,7 @@ def _resume(output_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SupervisedError(f"{path}: no checkpoint to resume from; start a new run without "
                               "`resume`")
-    state = _load_state(path)
-    config = SupervisedConfig(**state["config"])
-    spec = TargetSpec.from_dict(state["targets"])
-    image_shape = tuple(state["image_shape"])
-    model = build_model(config.model_name, config.model_kwargs, spec.n, image_shape)
-    model.load_state_dict(state["model_state"])
-    return {"config": config, "spec": spec, "image_shape": image_shape, "model": model,
-            "optimizer_state": state["optimizer_state"], "epoch": int(state["epoch"]),
-            "history": list(state["history"])}
+    return read_checkpoint(path, check_shape=True)
 
 
 def _save(output_dir: Path, run: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
