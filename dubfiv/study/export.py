@@ -496,10 +496,15 @@ def export_user_study(config: ExportConfig, command_line: Sequence[str] | None =
             study.tutorial_intro = tutorial.intro
             study.tutorial = tutorial.pages
             study.comprehension_page = tutorial.comprehension_page
-        duration = estimate(study)  # the consent's own words hardly change it
+        duration = estimate(study)
+        for _ in range(5):  # the consent's own words count too: settle on a fixed point
+            study.consent_text = consent_with_duration(
+                duration.minutes, study.prolific, tutorial is not None, config.attention_checks)
+            previous, duration = duration.minutes, estimate(study)
+            if duration.minutes == previous:
+                break
         study.consent_text = consent_with_duration(
             duration.minutes, study.prolific, tutorial is not None, config.attention_checks)
-        duration = estimate(study)
         study.estimated_minutes = duration.minutes
         namer.write(folder)
         write_json(folder / "records" / "task.json", {

@@ -8,12 +8,14 @@ import pytest
 from PIL import Image
 
 from dubfiv.study.content import (
+    CheckQuestion,
     Condition,
     GridLayout,
     Page,
     PredictionTask,
     Study,
     StudyImage,
+    default_attention_checks,
     default_attributes,
 )
 
@@ -66,6 +68,40 @@ def make_study(folder: Path) -> Study:
         ],
         attributes=attributes, tasks=tasks, image_base_url=BASE_URL, seed=3,
     )
+
+
+def make_full_study(folder: Path, prolific: str | None = "ABC123") -> Study:
+    """:func:`make_study` with a tutorial (two rows), a comprehension page with two
+    checks, the two attention checks, five tasks and (by default) a Prolific code."""
+    study = make_study(folder)
+    rows = [[_png(folder, f"images/tutorial/{key}_{j}.png", (60 * j, 20, 200 - 60 * j), (10, 10))
+             for j in range(3)] for key in ("arm", "colour")]
+    study.tutorial_intro = "<p>The animals and their attributes.</p>"
+    study.tutorial = [Page(f"Attribute {key}", f"<p>Only {key} changes.</p>", row,
+                           GridLayout(1, 3, [], ["in", "middle", "out"]))
+                      for key, row in zip(("arm", "colour"), rows, strict=True)]
+    pair = [_png(folder, f"images/tutorial/pair_{j}.png", (200, 200, 40 * j), (10, 10))
+            for j in range(4)]
+    study.comprehension_page = Page("Check", "<p>Two pairs.</p>", pair,
+                                    GridLayout(2, 2, ["pair A", "pair B"], []))
+    study.checks = [
+        CheckQuestion("comprehension_1", "comprehension", "<p>Pair A differs in?</p>",
+                      ["arm position", "colour", "position"], 2),
+        CheckQuestion("comprehension_2", "comprehension", "<p>Pair B differs in?</p>",
+                      ["colour", "arm position"], 1),
+        *default_attention_checks()]
+    study.tasks += [PredictionTask(f"t{i}", _png(folder, f"images/tasks/task_{i}.png",
+                                                 (10, 30 * i, 30), (9, 9)), 0.5 - i, "Peaky")
+                    for i in (3, 4)]
+    study.prolific_completion_code = prolific
+    study.estimated_minutes = 7
+    return study
+
+
+@pytest.fixture()
+def full_study_dir(tmp_path: Path) -> tuple[Study, Path]:
+    folder = tmp_path / "full_study"
+    return make_full_study(folder), folder
 
 
 @pytest.fixture()

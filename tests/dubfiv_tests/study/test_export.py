@@ -246,6 +246,54 @@ def test_qsf_is_an_importable_survey_of_the_study(exported: ExportResult) -> Non
     assert Study.load(folder) == study and study.validate(folder) == []
 
 
+def test_public_folder_is_participant_safe(exported: ExportResult) -> None:
+    """public/ holds only neutral-named PNGs the survey shows; everything else stays out."""
+    folder, study = exported.output, exported.study
+    public = sorted(p.relative_to(folder).as_posix() for p in (folder / "public").rglob("*"))
+    assert public and all(NEUTRAL.fullmatch(p) for p in public)
+    assert public == sorted({img.path for img in study.images()})
+    outside = [p for p in folder.rglob("*") if p.is_file() and "public" not in p.parts]
+    assert not [p for p in outside if p.suffix == ".png" and p.parent.name != "figures"]
+    for name in ("index.html", "study.json", "records", "figures"):
+        assert not (folder / "public" / name).exists()
+    # the private table says what each neutral name is; the names say nothing
+    table = json.loads((folder / NAMES_RECORD).read_text())["images"]
+    assert sorted(e["path"] for e in table) == public
+    keys = [e["key"] for e in table]
+    assert any("bin" in k for k in keys) and any(k.startswith("tasks/") for k in keys)
+    for word in ("bin", "logit", "label", "peaky", "stretchy", "task", "row", "target"):
+        assert not any(word in p.lower() for p in public), word
+    # the records point at the same neutral files
+    baseline = _record(folder, "baseline")["cells"]
+    by_key = {e["key"]: e["path"] for e in table}
+    assert all(by_key[c["key"]] == c["path"] for c in baseline)
+    # the survey and the preview reference the images by these names only
+    qsf_text = (folder / "study.qsf").read_text()
+    assert "/images/" not in qsf_text and "row1_bin" not in qsf_text
+    assert "row1_bin" not in (folder / "index.html").read_text()
+
+
+def test_survey_has_tutorial_checks_and_an_estimate(exported: ExportResult) -> None:
+    folder, study = exported.output, exported.study
+    info = json.loads((folder / "export.json").read_text())
+    minutes = info["duration"]["minutes"]
+    assert study.estimated_minutes == minutes and f"about <b>{minutes} minutes</b>" in (
+        study.consent_text)
+    assert "20 minutes" not in study.consent_text or minutes == 20
+    longest = max(v["seconds"] for v in info["duration"]["per_condition"].values())
+    assert minutes == -(-longest // 60)
+    assert info["duration"]["seconds_per_item"]["words_per_second"] == 4.0
+    parsed = read_qsf(folder / "study.qsf")
+    for chk in study.checks:
+        assert chk.tag in parsed.export_tags
+    assert [c.kind for c in study.checks] == ["comprehension"] * 2 + ["attention"] * 2
+    assert len(study.tutorial) == 7 and study.comprehension_page is not None
+    assert parsed.redirects == [] and parsed.url_fields == []  # no Prolific code given
+    assert any("no Prolific completion code" in n for n in exported.notes)
+    readme = (folder / "README.md").read_text()
+    assert "Only the folder **`public/`**" in readme
+
+
 # ---------------------------------------------------------------------- images and records
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import re
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -15,6 +15,7 @@ from dubfiv.study.content import Study, StudyError
 from dubfiv.study.qualtrics import (
     QsfError,
     build_qsf,
+    parse_qsf,
     read_qsf,
     response_layout,
     validate_qsf,
@@ -34,6 +35,10 @@ def _walk(items: list[dict]):
     for item in items:
         yield item
         yield from _walk(item.get("Flow", []))
+
+
+def _blocks(qsf: dict) -> list[dict]:
+    return list(_elements(qsf, "BL")[0]["Payload"])
 
 
 @pytest.fixture()
@@ -68,15 +73,24 @@ def test_qsf_has_the_elements_an_import_needs(written) -> None:
     tags = [e["Payload"]["DataExportTag"] for e in sq]
     assert len(tags) == len(set(tags))
     assert _elements(qsf, "QC")[0]["SecondaryAttribute"] == str(len(sq))
-    # 2 consent + per condition 1 intro + pages + 2 matrices + 3 tasks + end
+    # consent text, consent, device + 2 end messages + per condition intro, pages and the
+    # explanation again above the matrices + 2 matrices + 3 tasks + end
     n_pages = sum(len(c.pages) for c in study.conditions)
-    assert len(sq) == 2 + len(study.conditions) + n_pages + 2 + len(study.tasks) + 1
+    assert len(sq) == 3 + 2 + 2 * len(study.conditions) + n_pages + 2 + len(study.tasks) + 1
+    for kind in ("SCO", "PROJ", "STAT"):  # as in Qualtrics' own exports
+        assert kinds.count(kind) == 1, kind
+    for e in sq:
+        p = e["Payload"]
+        assert isinstance(p["NextChoiceId"], int) and isinstance(p["NextAnswerId"], int)
+        assert p["NextChoiceId"] > max([int(k) for k in p.get("Choices", {})], default=0)
+        assert p["NextAnswerId"] > max([int(k) for k in p.get("Answers", {})], default=0)
+    assert isinstance(_elements(qsf, "BL")[0]["Payload"], list)
 
 
 def test_blocks_and_flow_reference_existing_things(written) -> None:
     _, _, qsf = written
     qids = {e["PrimaryAttribute"] for e in _elements(qsf, "SQ")}
-    blocks = list(_elements(qsf, "BL")[0]["Payload"].values())
+    blocks = _blocks(qsf)
     assert [b["Type"] for b in blocks].count("Default") == 1
     assert [b["Type"] for b in blocks].count("Trash") == 1
     listed = [el["QuestionID"] for b in blocks for el in b["BlockElements"]
@@ -101,7 +115,7 @@ def test_blocks_and_flow_reference_existing_things(written) -> None:
 
 def test_randomizer_assigns_one_condition(written) -> None:
     study, _, qsf = written
-    blocks = {b["ID"]: b for b in _elements(qsf, "BL")[0]["Payload"].values()}
+    blocks = {b["ID"]: b for b in _blocks(qsf)}
     root = _elements(qsf, "FL")[0]["Payload"]
     rands = [i for i in _walk(root["Flow"]) if i["Type"] == "BlockRandomizer"]
     assert len(rands) == 1
@@ -126,17 +140,30 @@ def test_declining_consent_ends_the_survey(written) -> None:
     assert consent["Choices"]["2"]["Display"] == study.consent_decline
     assert consent["Validation"]["Settings"]["ForceResponse"] == "ON"
     root = _elements(qsf, "FL")[0]["Payload"]["Flow"]
-    blocks = {b["ID"]: b for b in _elements(qsf, "BL")[0]["Payload"].values()}
+    blocks = {b["ID"]: b for b in _blocks(qsf)}
     first = blocks[root[0]["ID"]]
+    assert first["Type"] == "Default"
     assert consent["QuestionID"] in [e.get("QuestionID") for e in first["BlockElements"]]
-    branch = root[1]
-    assert branch["Type"] == "Branch"
-    cond = branch["BranchLogic"]["0"]["0"]
-    assert cond["QuestionID"] == consent["QuestionID"]
-    assert cond["ChoiceLocator"] == f"q://{consent['QuestionID']}/SelectableChoice/2"
-    assert cond["Operator"] == "Selected"
-    assert [i["Type"] for i in branch["Flow"]] == ["EndSurvey"]
-    assert root[2]["Type"] == "BlockRandomizer"  # only reached with consent
+    device = sq["device"]
+    assert device["QuestionID"] in [e.get("QuestionID") for e in first["BlockElements"]]
+    assert device["Choices"]["1"]["Display"] == study.device_choices[0]
+    for branch, qid, choice, operator, reason in (
+            (root[1], consent["QuestionID"], 2, "Selected", "declined"),
+            (root[2], device["QuestionID"], 1, "NotSelected", "device")):
+        assert branch["Type"] == "Branch"
+        cond = branch["BranchLogic"]["0"]["0"]
+        assert cond["QuestionID"] == qid
+        assert cond["ChoiceLocator"] == f"q://{qid}/SelectableChoice/{choice}"
+        assert cond["Operator"] == operator
+        # a page saying why, then the end
+        assert [i["Type"] for i in branch["Flow"]] == ["Standard", "EndSurvey"]
+        message = blocks[branch["Flow"][0]["ID"]]["BlockElements"]
+        assert len(message) == 1
+        text = next(e["Payload"]["QuestionText"] for e in _elements(qsf, "SQ")
+                    if e["PrimaryAttribute"] == message[0]["QuestionID"])
+        assert text == study.early_end_text(reason)
+        assert "return your submission" not in text  # no Prolific code in this study
+    assert root[3]["Type"] == "BlockRandomizer"  # only reached with consent and a desktop
 
 
 def test_matrices_and_images(written) -> None:
@@ -188,7 +215,7 @@ def _break_dup_qid(q: dict) -> None:
 
 
 def _break_block(q: dict) -> None:
-    block = _first(q, "BL")["Payload"]["1"]
+    block = _first(q, "BL")["Payload"][1]
     block["BlockElements"].append({"Type": "Question", "QuestionID": "QID999"})
 
 
@@ -248,7 +275,7 @@ def test_ids_are_deterministic(study_dir) -> None:
 
 def test_bad_inputs_raise(study_dir) -> None:
     study, _ = study_dir
-    with pytest.raises(QsfError, match="image-base-url"):
+    with pytest.raises(QsfError, match="image_base_url"):
         build_qsf(study, "images/")
     study.conditions[0].pages[0].images.pop()
     with pytest.raises(QsfError, match="grid 2x3 needs 6 images, has 5"):
@@ -295,3 +322,235 @@ def test_study_validate_checks_files(study_dir) -> None:
     assert any("'../outside.png'" in p for p in problems)
     assert study.model_prediction(study.tasks[0]) == "Stretchy"
     assert study.model_prediction(study.tasks[1]) == "Peaky"
+
+
+# ---------------------------------------------------------------------- the full survey
+
+
+@pytest.fixture()
+def full(full_study_dir) -> tuple[Study, Path, dict]:
+    study, folder = full_study_dir
+    qsf = write_qsf(folder / "study.qsf", study, BASE_URL, created=CREATED)
+    return study, folder, qsf
+
+
+def _by_tag(qsf: dict) -> dict[str, dict]:
+    return {e["Payload"]["DataExportTag"]: e["Payload"] for e in _elements(qsf, "SQ")}
+
+
+def _pages(block: dict) -> list[list[str]]:
+    pages: list[list[str]] = [[]]
+    for el in block["BlockElements"]:
+        if el["Type"] == "Page Break":
+            pages.append([])
+        else:
+            pages[-1].append(el["QuestionID"])
+    return pages
+
+
+def test_full_survey_is_valid_and_in_order(full) -> None:
+    study, folder, qsf = full
+    assert validate_qsf(qsf, folder, BASE_URL) == []
+    assert study.validate(folder) == []
+    tags = _by_tag(qsf)
+    qid_tag = {p["QuestionID"]: t for t, p in tags.items()}
+    blocks = {b["ID"]: b for b in _blocks(qsf)}
+    root = _elements(qsf, "FL")[0]["Payload"]["Flow"]
+    # Prolific: the first flow element reads the ids from the URL
+    assert root[0]["Type"] == "EmbeddedData"
+    assert [(d["Field"], d["Type"], "Value" in d) for d in root[0]["EmbeddedData"]] == [
+        ("PROLIFIC_PID", "Recipient", False), ("STUDY_ID", "Recipient", False),
+        ("SESSION_ID", "Recipient", False)]
+
+    def shown(item: dict) -> list[str]:
+        return [qid_tag[q] for page in _pages(blocks[item["ID"]]) for q in page]
+
+    kinds = [(i["Type"], shown(i)[0] if i["Type"] in ("Block", "Standard") else None)
+             for i in root[1:]]
+    assert kinds == [("Block", "consent_text"), ("Branch", None), ("Branch", None),
+                     ("Standard", "tutorial_intro"), ("Branch", None), ("Branch", None),
+                     ("BlockRandomizer", None), ("Standard", "baseline_recap"),
+                     ("Standard", "predict_t0"),
+                     ("Standard", "end"), ("EndSurvey", None)]
+    tutorial = _pages(blocks[root[4]["ID"]])
+    assert [[qid_tag[q] for q in p] for p in tutorial] == [
+        ["tutorial_intro"], ["tutorial_page1"], ["tutorial_page2"],
+        ["tutorial_check", "comprehension_1", "comprehension_2"]]
+    # each comprehension check: a wrong answer ends the survey, saying why
+    for branch, chk in zip(root[5:7], study.checks_of("comprehension"), strict=True):
+        cond = branch["BranchLogic"]["0"]["0"]
+        assert cond["QuestionID"] == tags[chk.tag]["QuestionID"]
+        assert cond["ChoiceLocator"].endswith(f"/SelectableChoice/{chk.correct}")
+        assert cond["Operator"] == "NotSelected"
+        assert [i["Type"] for i in branch["Flow"]] == ["Standard", "EndSurvey"]
+        message = tags[f"end_{chk.tag}"]["QuestionText"]
+        assert "tutorial was not correct" in message and "return your submission" in message
+    assert "return your submission" in tags["end_declined"]["QuestionText"]
+    assert "desktop" in tags["end_device"]["QuestionText"]
+    # the end redirects to Prolific with the code; the early ends do not
+    assert root[-1] == {"Type": "EndSurvey", "FlowID": root[-1]["FlowID"],
+                        "EndingType": "Advanced", "Options": {
+                            "Advanced": "true", "SurveyTermination": "Redirect",
+                            "EOSRedirectURL": "https://app.prolific.com/submissions/complete"
+                                              "?cc=ABC123"}}
+    parsed = parse_qsf(qsf)
+    assert parsed.redirects == ["https://app.prolific.com/submissions/complete?cc=ABC123"]
+    assert parsed.url_fields == ["PROLIFIC_PID", "STUDY_ID", "SESSION_ID"]
+    # the checks' export tags are their CSV columns, with the study's choices
+    for chk in study.checks:
+        q = tags[chk.tag]
+        assert (q["QuestionType"], q["Selector"]) == ("MC", "SAVR")
+        assert [q["Choices"][k]["Display"] for k in q["ChoiceOrder"]] == chk.choices
+        assert q["Validation"]["Settings"]["ForceResponse"] == "ON"
+
+
+def test_explanation_stays_visible_and_rows_are_randomised(full) -> None:
+    study, _, qsf = full
+    tags = _by_tag(qsf)
+    qid_tag = {p["QuestionID"]: t for t, p in tags.items()}
+    blocks = _blocks(qsf)
+    relevance = next(b for b in blocks if b["Description"] == "Attribute relevance")
+    pages = [[qid_tag[q] for q in p] for p in _pages(relevance)]
+    assert pages == [[f"{c.key}_recap" for c in study.conditions]
+                     + ["relevance", "attention_1", "confidence"]]  # one page
+    for cond in study.conditions:
+        recap = tags[f"{cond.key}_recap"]
+        logic = recap["DisplayLogic"]["0"]["0"]
+        assert (logic["LogicType"], logic["LeftOperand"], logic["Operator"],
+                logic["RightOperand"]) == ("EmbeddedField", "condition", "EqualTo", cond.key)
+        srcs = re.findall(r'<img [^>]*src="([^"]+)"', recap["QuestionText"])
+        assert srcs == [f"{BASE_URL}/{quote(img.path)}" for p in cond.pages for img in p.images]
+    for tag in ("relevance", "confidence"):
+        assert tags[tag]["Randomization"]["Type"] == "All"
+    assert "DisplayLogic" not in tags["relevance"]
+
+
+def test_attention_checks_sit_among_the_questions(full) -> None:
+    study, _, qsf = full
+    tags = _by_tag(qsf)
+    qid_tag = {p["QuestionID"]: t for t, p in tags.items()}
+    prediction = next(b for b in _blocks(qsf) if b["Description"] == "Prediction tasks")
+    pages = [[qid_tag[q] for q in p] for p in _pages(prediction)]
+    order = [p[0] for p in pages]
+    assert all(len(p) == 1 for p in pages)
+    assert sorted(order) == sorted(["attention_2"] + [f"predict_{t.key}" for t in study.tasks])
+    i = order.index("attention_2")
+    assert 0 < i < len(order) - 1  # between tasks, not first or last
+    for chk in study.checks_of("attention"):
+        text = tags[chk.tag]["QuestionText"]
+        # instructional: the question text itself says which choice to pick
+        assert chk.choices[chk.correct - 1] in re.sub(r"<[^>]+>", "", text)
+
+
+def test_every_image_is_at_least_128_css_px(full) -> None:
+    _, _, qsf = full
+    text = " ".join(e["Payload"]["QuestionText"] for e in _elements(qsf, "SQ"))
+    tags = re.findall(r"<img [^>]*>", text)
+    assert len(tags) > 10
+    for tag in tags:
+        width = re.search(r"width:(\d+)px", tag)
+        assert width and int(width.group(1)) >= 128, tag
+        assert "max-width:none" in tag, tag
+
+
+def _break_next_choice(q: dict) -> None:
+    _elements(q, "SQ")[1]["Payload"]["NextChoiceId"] = 1
+
+
+def _break_display_field(q: dict) -> None:
+    for e in _elements(q, "SQ"):
+        if "DisplayLogic" in e["Payload"]:
+            e["Payload"]["DisplayLogic"]["0"]["0"]["LeftOperand"] = "condtion"
+            return
+
+
+def _break_redirect(q: dict) -> None:
+    _first(q, "FL")["Payload"]["Flow"][-1]["Options"]["EOSRedirectURL"] = "app.prolific.com"
+
+
+def _break_custom_value(q: dict) -> None:
+    for item in _walk(_first(q, "FL")["Payload"]["Flow"]):
+        if item["Type"] == "EmbeddedData" and item["EmbeddedData"][0]["Type"] == "Custom":
+            del item["EmbeddedData"][0]["Value"]
+            return
+
+
+def _break_locator(q: dict) -> None:
+    for item in _first(q, "FL")["Payload"]["Flow"]:
+        if item["Type"] == "Branch":
+            expr = item["BranchLogic"]["0"]["0"]
+            expr["ChoiceLocator"] = expr["ChoiceLocator"].rsplit("/", 1)[0] + "/9"
+            return
+
+
+def _break_answer_order(q: dict) -> None:
+    for e in _elements(q, "SQ"):
+        if e["Payload"]["QuestionType"] == "Matrix":
+            e["Payload"]["AnswerOrder"].pop()
+            return
+
+
+def _break_randomization(q: dict) -> None:
+    for e in _elements(q, "SQ"):
+        if "Randomization" in e["Payload"]:
+            e["Payload"]["Randomization"] = {"Type": "Shuffle"}
+            return
+
+
+def _break_stat(q: dict) -> None:
+    q["SurveyElements"].append(copy.deepcopy(_first(q, "STAT")))
+
+
+@pytest.mark.parametrize(("breaker", "message"), [
+    (_break_next_choice, "NextChoiceId 1 is not above"),
+    (_break_display_field, "embedded field 'condtion'"),
+    (_break_redirect, "not an http(s) URL"),
+    (_break_custom_value, "needs a string Value"),
+    (_break_locator, "refers to choice 9"),
+    (_break_answer_order, "AnswerOrder does not match"),
+    (_break_randomization, "Randomization must have a Type"),
+    (_break_stat, "at most one STAT"),
+])
+def test_validator_detects_broken_full_surveys(full, breaker, message: str) -> None:
+    _, folder, qsf = full
+    broken = copy.deepcopy(qsf)
+    breaker(broken)
+    problems = validate_qsf(broken, folder, BASE_URL)
+    assert any(message in p for p in problems), problems
+
+
+def test_reader_accepts_blocks_as_an_object(full) -> None:
+    """Older exports key the blocks "0", "1", ...: read and validated the same."""
+    _, folder, qsf = full
+    keyed = copy.deepcopy(qsf)
+    bl = _first(keyed, "BL")
+    bl["Payload"] = {str(i): b for i, b in enumerate(bl["Payload"])}
+    assert validate_qsf(keyed, folder, BASE_URL) == []
+    assert parse_qsf(keyed).blocks == parse_qsf(qsf).blocks
+
+
+def test_response_layout_has_checks_device_and_prolific_ids(full) -> None:
+    study, folder, qsf = full
+    layout = response_layout(study, read_qsf(folder / "study.qsf"))
+    tags = _by_tag(qsf)
+    assert {t: c.import_id for t, c in layout.checks.items()} == {
+        c.tag: tags[c.tag]["QuestionID"] for c in study.checks}
+    assert layout.device is not None and layout.device.import_id == tags["device"]["QuestionID"]
+    assert sorted(layout.embedded) == ["PROLIFIC_PID", "SESSION_ID", "STUDY_ID"]
+    study.checks[0].tag = "comprehension_9"
+    with pytest.raises(QsfError, match="comprehension_9"):
+        response_layout(study, read_qsf(folder / "study.qsf"))
+
+
+def test_without_prolific_there_is_no_redirect(full_study_dir) -> None:
+    study, folder = full_study_dir
+    study.prolific_completion_code = None
+    qsf = build_qsf(study, BASE_URL, created=CREATED)
+    root = _first(qsf, "FL")["Payload"]["Flow"]
+    assert root[0]["Type"] == "Block" and root[-1] == {"Type": "EndSurvey",
+                                                       "FlowID": root[-1]["FlowID"]}
+    assert "Prolific" not in json.dumps(qsf)
+    assert validate_qsf(qsf, folder, BASE_URL) == []
+    study.prolific_completion_code = "has space"
+    with pytest.raises(QsfError, match="prolific_completion_code"):
+        build_qsf(study, BASE_URL)
