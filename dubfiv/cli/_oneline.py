@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 __all__ = ["RUN_RENAMES", "OneLineParser", "error_bases", "fail", "flags_of", "guarded",
-           "in_flags", "run_main", "user_errors"]
+           "in_flags", "run_main"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -98,16 +98,3 @@ def run_main(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | N
     ``also``, ``interrupted`` and renames)."""
     args = parser.parse_args(argv)
     return guarded(prog, parser, lambda: run(args), **options)
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """The two error bases, :class:`~dubfiv.errors.DubfivError` and
-    :class:`~two4two.errors.Two4TwoError` (imported when called).
-
-    Deprecated: commands catch the bases themselves; only callers outside
-    ``dubfiv/cli`` that have not moved yet use this.
-    """
-    from dubfiv.errors import DubfivError
-    from two4two.errors import Two4TwoError
-
-    return (DubfivError, Two4TwoError)

@@ -30,7 +30,7 @@ from two4two.errors import Two4TwoError
 PACKAGE = Path(dubfiv.__file__).parent
 FLAG = re.compile(r"(?<![\w`-])--[a-z][a-z0-9_-]*")
 
-PENDING = {"dubfiv/study/content.py", "dubfiv/study/export.py", "dubfiv/study/figures.py"}
+PENDING = {"dubfiv/study/content.py"}
 """Library files whose move off flag wording is other, concurrent work of issue 14 (the
 study export); to be emptied once that lands."""
 
