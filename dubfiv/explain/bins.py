@@ -89,8 +89,8 @@ def logit_bins(
         ValueError: no logits, non-finite logits, or percentiles out of order.
     """
     if not 0 < p_lo < p_hi <= 100:
-        raise ParameterError(f"percentiles must satisfy 0 < `p_lo` < `p_hi` <= 100, got "
-                             f"p_lo={p_lo}, p_hi={p_hi}")
+        raise ParameterError(f"`p_lo`/`p_hi`: percentiles must satisfy 0 < p_lo < p_hi <= 100, "
+                             f"got p_lo={p_lo}, p_hi={p_hi}")
     values = np.asarray(torch.as_tensor(logits).detach().cpu(), dtype=np.float64).reshape(-1)
     if values.size == 0:
         raise ValueError("cannot compute logit bins from an empty set of logits")
