@@ -182,3 +182,32 @@ def test_cited_design_facts_live_in_the_repository() -> None:
     cited = {doc for text in texts.values() for doc in re.findall(r"docs/[\w.-]+\.md", text)}
     assert {"docs/flow.md", "docs/released_model.md", "docs/runs.md"} <= cited
     assert sorted(d for d in cited if not (PACKAGE.parent / d).is_file()) == []
+
+
+def test_run_folder_layout(tmp_path: Path) -> None:
+    """One table places every file of a run (docs/runs.md); the folder training creates and
+    the checkpoint loading finds follow it."""
+    import dataclasses
+
+    from dubfiv.rundir import (
+        LAYOUT,
+        RunDirError,
+        RunPaths,
+        find_checkpoint,
+        is_run_dir,
+        make_run_dir,
+    )
+
+    paths = RunPaths(tmp_path / "run")
+    assert {f.name for f in dataclasses.fields(RunPaths)} - {"root"} == set(LAYOUT)
+    assert paths.checkpoint == tmp_path / "run" / "models" / "models.torch"
+    assert paths.ground_truth_report.parent == paths.ground_truth
+    run = make_run_dir(tmp_path / "base", "demo")
+    assert run.name.startswith("demo_") and (run / "images").is_dir()
+    assert RunPaths(run).checkpoint.parent.is_dir() and not is_run_dir(run)
+    with pytest.raises(RunDirError, match=re.escape(str(RunPaths(run).checkpoint))):
+        find_checkpoint(run)
+    (run / "models.torch").write_bytes(b"")  # a flat folder is read too
+    assert is_run_dir(run) and find_checkpoint(run) == run / "models.torch"
+    RunPaths(run).checkpoint.write_bytes(b"")
+    assert find_checkpoint(run) == RunPaths(run).checkpoint
