@@ -56,12 +56,13 @@ def test_study_folder_is_complete_and_non_trivial(quickstart: Path) -> None:
     study = quickstart / "user_study"
     assert verify_manifest(study) == []
     qsf = json.loads((study / "study.qsf").read_text())
-    assert validate_qsf(qsf, folder=study, image_base_url=PLACEHOLDER_BASE_URL) == []
+    assert validate_qsf(qsf, folder=study / "public", image_base_url=PLACEHOLDER_BASE_URL) == []
     assert set(read_qsf(study / "study.qsf").conditions) == {"baseline", "inn", "concepts"}
     for condition in ("baseline", "inn", "concepts"):
         figure = study / "figures" / f"{condition}.png"
         assert _image_std(figure) > 5, f"{figure} is (nearly) constant"
-        cells = sorted((study / "images" / condition).glob("*.png"))
+        cells = [study / c["path"] for c in json.loads(
+            (study / "records" / f"{condition}.json").read_text())["cells"]]
         assert len(cells) >= 5
         assert max(_image_std(c) for c in cells) > 5
     record = json.loads((study / "records" / "baseline.json").read_text())

@@ -7,16 +7,21 @@ Modules (one job each):
 * :mod:`dubfiv.study.preview` -- the offline ``index.html``;
 * :mod:`dubfiv.study.bundle` -- atomic folder builds and ``manifest.json``;
 * :mod:`dubfiv.study.results` -- analysis of Qualtrics' CSV export;
+* :mod:`dubfiv.study.layout` -- which page shows what (survey, preview, estimate);
+* :mod:`dubfiv.study.duration` -- the survey's duration estimate;
+* :mod:`dubfiv.study.names` -- neutral names of the hosted images (``public/``);
 * :mod:`dubfiv.study.export` -- the exporter (``dubfiv_export_user_study``), with
-  :mod:`dubfiv.study.figures` (explanation images and records) and
-  :mod:`dubfiv.study.task` (attribute answers, prediction tasks); these import torch
-  and are not imported here.
+  :mod:`dubfiv.study.figures` (explanation images and records),
+  :mod:`dubfiv.study.task` (attribute answers, prediction tasks) and
+  :mod:`dubfiv.study.tutorial` (the tutorial rendered with two4two); these import
+  torch or two4two and are not imported here.
 """
 
 from dubfiv.study.content import (
     CONDITION_KEYS,
     STUDY_JSON,
     Attribute,
+    CheckQuestion,
     Condition,
     GridLayout,
     Page,
@@ -31,6 +36,7 @@ __all__ = [
     "CONDITION_KEYS",
     "STUDY_JSON",
     "Attribute",
+    "CheckQuestion",
     "Condition",
     "GridLayout",
     "Page",

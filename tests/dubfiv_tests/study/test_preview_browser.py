@@ -51,7 +51,8 @@ def test_preview_is_self_contained(study_dir) -> None:
     for attr in study.attributes:
         assert attr.label in text
     assert text.count('type="radio"') == (
-        2 + 2 * len(study.attributes) + 5 * len(study.attributes) + 2 * len(study.tasks))
+        2 + len(study.device_choices) + 2 * len(study.attributes) + 5 * len(study.attributes)
+        + 2 * len(study.tasks))
     assert "disabled" in text
     hidden = write_preview(study, folder, show_answers=False).read_text(encoding="utf-8")
     assert "model logit" in text and "model logit" not in hidden
