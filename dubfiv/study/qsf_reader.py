@@ -247,11 +247,16 @@ def validate_qsf(qsf: Mapping[str, Any], folder: str | os.PathLike[str] | None =
     """Problems that would break an import or the study (empty list: none found).
 
     Checks the entry, one SQ per unique QID (PrimaryAttribute = QuestionID),
-    unique export tags, blocks listing only existing questions, one Default and
-    one Trash block, a flow referencing only existing blocks and questions,
-    unique FlowIDs, randomizer subsets, QC = number of SQ, the response set,
-    and -- with ``folder`` and ``image_base_url`` -- that every ``<img src>`` is
-    ``BASE/PATH`` with ``folder/PATH`` an existing file.
+    unique export tags, NextChoiceId/NextAnswerId above every choice/answer id,
+    matching ChoiceOrder/AnswerOrder, known Randomization types, blocks (a list
+    or an object) listing only existing questions, one Default and one Trash
+    block, at most one SCO/PROJ/STAT, a flow referencing only existing blocks
+    and questions, unique FlowIDs, randomizer subsets, branch and display logic
+    naming existing questions, choices and embedded fields, embedded data with
+    a Field (and a Value if Custom), end-of-survey redirects to http(s) URLs, QC
+    = number of SQ, the response set, and -- with ``folder`` and
+    ``image_base_url`` -- that every ``<img src>`` is ``BASE/PATH`` with
+    ``folder/PATH`` an existing file (``folder``: the hosted folder).
     """
     out: list[str] = []
     try:

@@ -275,4 +275,7 @@ def test_preview_has_tutorial_checks_and_hides_answers(full_study_dir) -> None:
     assert "model logit" not in hidden
     widths = [int(w) for w in re.findall(r"<img [^>]*width:(\d+)px", text)]
     assert len(widths) == len(study.images()) and min(widths) >= MIN_IMAGE_PX
-    assert json.dumps(study.to_dict())  # still JSON
+    from dubfiv.study.content import Study
+
+    again = Study.from_dict(json.loads(json.dumps(study.to_dict())))
+    assert again == study and again.comprehension_page == study.comprehension_page
