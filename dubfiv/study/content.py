@@ -547,8 +547,8 @@ class Study:
         """Read ``folder/study.json``."""
         path = Path(folder) / STUDY_JSON
         if not path.is_file():
-            raise StudyError(f"{path} not found: --study must be a folder written by "
-                             "dubfiv_export_user_study")
+            raise StudyError(f"{path} not found: the study folder must be a whole folder "
+                             "written by dubfiv_export_user_study (not its public/)")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
