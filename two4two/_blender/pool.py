@@ -190,7 +190,9 @@ class WorkerPool:
                 process = subprocess.Popen(
                     command, stdin=subprocess.DEVNULL, stdout=stdout,
                     stderr=stderr, pass_fds=(fd,), env=env,
-                    start_new_session=True)  # a terminal's Ctrl-C goes to the parent only
+                    # own process group (same session): a terminal's Ctrl-C reaches the
+                    # parent only, and the CPU scheduler treats workers like the parent
+                    process_group=0)
         except BaseException as error:
             parent_conn.close()
             if not isinstance(error, OSError):
