@@ -1,4 +1,5 @@
-"""The released checkpoint's state-dict layout (docs/released_model.md), built by hand from the key list:
+"""The released checkpoint's state-dict layout (docs/released_model.md), built by hand from
+the key list:
 it loads strictly, gives the outputs of an independent reference computation, and the
 architecture can be inferred back from the keys and shapes alone."""
 
@@ -65,7 +66,8 @@ def make_tensor(shape: tuple[int, ...], g: torch.Generator | None, scale: float 
 
 
 def released_state_dict(plan: list[tuple], seed: int | None = 0) -> dict[str, Tensor]:
-    """Random tensors under the keys of docs/released_model.md (``seed=None``: shape-only meta tensors)."""
+    """Random tensors under the keys of docs/released_model.md (``seed=None``: shape-only meta
+    tensors)."""
     g = None if seed is None else torch.Generator().manual_seed(seed)
     sd: dict[str, Tensor] = {}
     for i, spec in enumerate(plan):

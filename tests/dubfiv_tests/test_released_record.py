@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from dubfiv import config as cfg
-from dubfiv.config import ClassifierConfig, ExperimentConfig, FadeOutAndPool, FlowBlocks, ModelConfig
+from dubfiv.config import (
+    ClassifierConfig,
+    ExperimentConfig,
+    FadeOutAndPool,
+    FlowBlocks,
+    ModelConfig,
+)
 from dubfiv.flow import build_flow, plan_layers
 from dubfiv.heads import build_heads
 from dubfiv.released import RELEASED_MODEL

@@ -189,8 +189,8 @@ def test_heads_without_after_layer_in_raw_toml_is_an_error(run_dir: Path, tmp_pa
 
 def test_released_head_is_assumed_when_the_toml_names_no_layer(tmp_path: Path) -> None:
     """A run whose TOML names no after_layer but whose checkpoint has one head of 768
-    features gets the released model's head position (641, docs/released_model.md), and that position
-    fits the paper architecture; any other width stays an error."""
+    features gets the released model's head position (641, docs/released_model.md), and that
+    position fits the paper architecture; any other width stays an error."""
     from dubfiv.heads import check_heads
     from dubfiv.runs import _heads_from_raw
 
