@@ -46,6 +46,7 @@ from urllib.parse import urlparse
 
 from dubfiv.errors import DubfivError
 from dubfiv.explain.records import write_json
+from dubfiv.rundir import experiment_beside
 from dubfiv.study.bundle import BundleError, build_atomically, check_writable, write_manifest
 from dubfiv.study.content import (
     CONDITION_KEYS,
@@ -116,7 +117,7 @@ class ExportConfig:
     """What to export and how (the CLI's flags in parentheses).
 
     Attributes:
-        run_dir: the run directory (``--model``).
+        run_dir: the run directory.
         output: the study folder (``--output``; default ``<run_dir>/user_study``).
         condition: ``all`` or one of ``baseline``, ``inn``, ``concepts`` (``--condition``).
         image_base_url: http(s) URL the folder ``public/`` will be hosted at
@@ -129,7 +130,7 @@ class ExportConfig:
         comprehension_checks: comprehension questions after the tutorial.
         attention_checks: add the two instructional attention checks.
         seed: seed of every random draw (``--seed``).
-        dataset_dir: folder holding the run's dataset (``--dataset_dir``).
+        dataset_dir: folder holding the run's dataset.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``None`` (CUDA if available).
         rows: rows of the baseline grid and of the interpolations (``--rows``).
         n_tasks: prediction tasks (``--n_tasks``).
@@ -448,7 +449,7 @@ def export_user_study(config: ExportConfig, command_line: Sequence[str] | None =
         notes.append("no Prolific completion code: the survey neither reads Prolific's URL "
                      "parameters nor redirects to Prolific (--prolific-completion-code)")
     name = config.name or f"dubfiv study {Path(config.run_dir).absolute().name}"
-    config_path = checkpoint.parent / "experiment.toml"
+    config_path = experiment_beside(checkpoint)
     args = list(command_line) if command_line is not None else [
         "dubfiv.study.export.export_user_study", json.dumps(
             {k: str(v) for k, v in dataclasses.asdict(config).items()})]

@@ -1,6 +1,6 @@
 """The explanation material of a user study: print-quality figures, cell images, records.
 
-For each condition (``DESIGN.md``, "Explanations") this module computes the
+For each condition (``docs/explanations.md``) this module computes the
 explanation with :class:`dubfiv.analysis.Analysis` and writes, into a study
 folder:
 

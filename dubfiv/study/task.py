@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dubfiv.rundir import GROUND_TRUTH_REPORT
 from dubfiv.study.content import Attribute, PredictionTask, StudyImage
 from dubfiv.study.figures import (
     MaterialError,
@@ -48,8 +49,9 @@ __all__ = [
     "select_prediction_tasks",
 ]
 
-GROUND_TRUTH_FILE = Path("ground_truth") / "ground_truth.json"
-"""Where ``dubfiv_ground_truth`` writes its report, relative to the run directory."""
+GROUND_TRUTH_FILE = GROUND_TRUTH_REPORT
+"""Where ``dubfiv_ground_truth`` writes its report, relative to the run directory
+(the run-folder layout's :data:`dubfiv.rundir.GROUND_TRUTH_REPORT`)."""
 
 
 def read_ground_truth(run_dir: str | os.PathLike[str]) -> tuple[dict[str, bool], dict[str, Any]]:

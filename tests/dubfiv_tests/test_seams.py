@@ -30,9 +30,8 @@ from two4two.errors import Two4TwoError
 PACKAGE = Path(dubfiv.__file__).parent
 FLAG = re.compile(r"(?<![\w`-])--[a-z][a-z0-9_-]*")
 
-PENDING = {"dubfiv/study/content.py"}
-"""Library files whose move off flag wording is other, concurrent work of issue 14 (the
-study export); to be emptied once that lands."""
+PENDING: set[str] = set()
+"""Library files exempt from the flag-wording check (none)."""
 
 
 def _library_files() -> list[Path]:
