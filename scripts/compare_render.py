@@ -27,15 +27,14 @@ References live in ``scripts/compare_render_reference.json``:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from bench_render import quiet_stdout  # this folder is on sys.path when run as a script
 
 REFERENCE_PATH = Path(__file__).with_name("compare_render_reference.json")
 
@@ -133,20 +132,6 @@ def make_params(fields: dict[str, object], resolution: int):
             values[key] = tuple(values[key])  # type: ignore[arg-type]
     return SceneParameters(resolution=(resolution, resolution), **values)
 
-
-@contextlib.contextmanager
-def quiet_stdout():
-    sys.stdout.flush()
-    saved = os.dup(1)
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 1)
-    os.close(null)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def render_all(resolution: int, samples: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from two4two import utils
 from two4two._blender.pool import PoolSettings, WorkerFailure, WorkerPool
 from two4two._blender.spec import DEFAULT_VIEW_TRANSFORM, RenderSpec
 from two4two._blender.worker import Task
@@ -419,18 +420,6 @@ def render(
     return _closing(renderer, iterator, log_path)
 
 
-def _append_line(path: Path, line: str) -> None:
-    """Append ``line + "\\n"`` in one ``write`` call, then fsync (no partial lines on Ctrl-C)."""
-    data = (line + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask applies
-    try:
-        written = 0
-        while written < len(data):
-            written += os.write(fd, data[written:])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 def _closing(renderer: Renderer, iterator: Iterator[RenderResult],
              parameters_path: Path | None) -> Iterator[RenderResult]:
@@ -441,7 +430,7 @@ def _closing(renderer: Renderer, iterator: Iterator[RenderResult],
     try:
         for image, mask, scene in iterator:
             if parameters_path is not None:
-                _append_line(parameters_path, json.dumps(scene.state_dict(), allow_nan=False))
+                utils.append_line(parameters_path, json.dumps(scene.state_dict(), allow_nan=False))
             yield image, mask, scene
     except BaseException:
         renderer.terminate()

@@ -85,18 +85,6 @@ def _read_json(path: Path) -> Any:
                            "force_overwrite = true") from None
 
 
-def _append_line(path: Path, line: str) -> None:
-    """Append ``line + "\\n"`` with one ``write`` call, then fsync (no partial lines on Ctrl-C)."""
-    data = (line + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        written = 0
-        while written < len(data):
-            written += os.write(fd, data[written:])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 def split_is_complete(directory: str | os.PathLike) -> bool:
     """Whether ``directory`` holds a split marked complete in its ``split_args.json``."""
@@ -237,7 +225,7 @@ def _render_missing(directory: Path, planned: list[SceneParameters], config: Dat
                                    "order; this is a bug in the renderer")
             _check_rendered(directory, image, mask, want)
             if want.id not in recorded_ids:
-                _append_line(params_path, json.dumps(want.state_dict()))
+                utils.append_line(params_path, json.dumps(want.state_dict()))
             bar.update(1)
     if next(expected, None) is not None:
         raise DatasetError(f"{directory}: the renderer stopped early; rerun to finish the split")

@@ -39,6 +39,7 @@ __all__ = [
     "RGBAColor",
     "T",
     "TruncatedNormal",
+    "append_line",
     "atomic_write_bytes",
     "atomic_write_lines",
     "atomic_write_text",
@@ -381,3 +382,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_lines(path: str | os.PathLike, lines: Iterable[str]) -> Path:
     """Write ``lines`` (each without its newline) atomically, one per line."""
     return atomic_write_text(path, "".join(f"{line}\n" for line in lines))
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append ``line + "\\n"`` to ``path`` in one ``write`` call, then fsync.
+
+    A Ctrl-C or a kill leaves whole lines only (a resumable writer reads the file
+    back); a new file gets the usual permissions (``0o666`` less the umask).
+    """
+    data = (line + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        written = 0
+        while written < len(data):
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)

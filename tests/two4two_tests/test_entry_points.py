@@ -131,6 +131,14 @@ def test_render_single_from_python_c(tmp_path):
     assert proc.stdout.splitlines() == ["(24, 40, 3) uint8 True", "True"]
 
 
+def test_render_after_the_caller_imported_bpy(tmp_path):
+    # Importing bpy puts Blender's script folders (one holds a pure-Python `bpy`) on
+    # sys.path; the workers must still import the real module.
+    code = "import bpy  # noqa: F401\n" + RENDER_CODE
+    proc = run_python(["-", str(tmp_path / "out")], tmp_path, stdin=code)
+    check_script_run(proc, tmp_path)
+
+
 def test_render_from_a_notebook(tmp_path):
     import nbformat
     from nbclient import NotebookClient

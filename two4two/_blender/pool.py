@@ -126,6 +126,24 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
+def _parent_sys_path() -> tuple[str, ...]:
+    """The parent's ``sys.path`` for a worker, less the folders that Blender adds.
+
+    Importing ``bpy`` appends Blender's script folders (``.../bpy/<version>/scripts/
+    modules``, the user's ``.../blender/<version>/scripts/...``) to ``sys.path``; one
+    of them holds Blender's pure-Python ``bpy`` package, which would shadow the
+    compiled module in a fresh worker and fail there ("No module named '_bpy'").
+    The worker's own ``import bpy`` adds them again in the right order.
+    """
+    def added_by_blender(entry: str) -> bool:
+        parts = Path(entry).parts
+        return "scripts" in parts and any(
+            name in ("bpy", "blender") and i + 1 < len(parts) and parts[i + 1][:1].isdigit()
+            for i, name in enumerate(parts))
+
+    return tuple(p for p in sys.path if isinstance(p, str) and not added_by_blender(p))
+
+
 _LIVE_POOLS: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
 
 
@@ -204,7 +222,7 @@ class WorkerPool:
         config = WorkerConfig(
             worker_id=worker_id, threads=s.threads, device=s.device,
             view_transform=s.view_transform, scratch_dir=self._scratch_dir, token=self.token,
-            parent_pid=os.getpid(), sys_path=tuple(p for p in sys.path if isinstance(p, str)),
+            parent_pid=os.getpid(), sys_path=_parent_sys_path(),
             cycles_settings=dict(s.cycles_settings))
         worker = _Worker(worker_id, process, parent_conn, log_path)
         with contextlib.suppress(OSError):  # a worker dead at once is reported by receive()
