@@ -34,7 +34,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from bench_render import quiet_stdout  # this folder is on sys.path when run as a script
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when imported by a test
+from bench_render import quiet_stdout
 
 REFERENCE_PATH = Path(__file__).with_name("compare_render_reference.json")
 
