@@ -21,4 +21,12 @@ class DubfivError(Exception):
 
 
 class ParameterError(DubfivError, ValueError):
-    """A function was given a value it cannot use (the message names the parameter)."""
+    """A function was given a value it cannot use (the message names the parameter).
+
+    ``parameter``, if given, is the name of the setting at fault, so that a command
+    can name its own flag for it.
+    """
+
+    def __init__(self, message: str, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter

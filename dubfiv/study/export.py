@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from dubfiv.errors import DubfivError
+from dubfiv.errors import DubfivError, ParameterError
 from dubfiv.explain.records import write_json
 from dubfiv.rundir import experiment_beside
 from dubfiv.study.bundle import BundleError, build_atomically, check_writable, write_manifest
@@ -100,16 +100,12 @@ EXPORT_JSON = "export.json"
 README = "README.md"
 
 
-class ExportError(DubfivError, ValueError):
+class ExportError(ParameterError):
     """The export cannot run as asked; the message names the setting or path and the fix.
 
     ``parameter`` is the :class:`ExportConfig` field the message starts with (e.g.
     ``rows``), if any, so a command can name its own flag for it.
     """
-
-    def __init__(self, message: str, parameter: str | None = None) -> None:
-        super().__init__(message)
-        self.parameter = parameter
 
 
 @dataclasses.dataclass

@@ -35,7 +35,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from dubfiv.errors import DubfivError
+from dubfiv.errors import ParameterError
 from dubfiv.explain.baseline import label_name
 from dubfiv.explain.bins import LogitBins
 from dubfiv.explain.figures import to_hwc
@@ -71,16 +71,12 @@ RECORDS_DIR = "records"
 _INCH = 0.0254  # metres
 
 
-class MaterialError(DubfivError, ValueError):
+class MaterialError(ParameterError):
     """An explanation cannot be turned into study material (e.g. nothing to show).
 
     ``parameter`` names the export setting (:class:`~dubfiv.study.export.ExportConfig`
     field) the message starts with, if any, so a command can name its flag instead.
     """
-
-    def __init__(self, message: str, parameter: str | None = None) -> None:
-        super().__init__(message)
-        self.parameter = parameter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,24 +200,33 @@ def _image(folder: Path, rel: str, image: torch.Tensor, settings: RenderSettings
     return StudyImage(rel, alt=alt, width=width, height=height)
 
 
-def _finish(folder: Path, key: str, condition: Condition, record: dict[str, Any],
-            figure: Figure, settings: RenderSettings) -> Material:
+def _finish(folder: Path, key: str, title: str, shows: str, page: Page, figure: Figure,
+            settings: RenderSettings, **record: Any) -> Material:
+    """The condition ``key`` of one ``page``; writes its figure and its records JSON.
+
+    ``shows`` completes the introduction's "On the next page you see ...";
+    ``record`` (the kind, the explanation's record, the cells, ...) goes into the
+    records JSON beside the grid's layout and the figure's size.
+    """
+    c0, c1 = settings.class_names
+    condition = Condition(
+        key, title,
+        f"<p>The model sorts images of two abstract animals into {c0} and {c1}. On the "
+        f"next page you see {shows}. Study them to find out what the model looks at.</p>",
+        [page])
+    grid = page.grid
+    assert grid is not None
     fig_rel = f"{FIGURES_DIR}/{key}.png"
     width, height = save_figure(figure, folder / fig_rel, settings.dpi)
-    record["figure"] = {"path": fig_rel, "dpi": settings.dpi, "width": width, "height": height}
+    record = {"condition": key, "class_names": list(settings.class_names),
+              "logit_meaning": f"raw logit of the linear head; > 0 predicts {c1}",
+              "grid": dataclasses.asdict(grid), "cell_dpi": settings.dpi, **record,
+              "figure": {"path": fig_rel, "dpi": settings.dpi, "width": width,
+                         "height": height}}
     rec_rel = f"{RECORDS_DIR}/{key}.json"
     (folder / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
     write_json(folder / rec_rel, record)
     return Material(condition, record, fig_rel, rec_rel)
-
-
-def _grid_record(key: str, page: Page, settings: RenderSettings) -> dict[str, Any]:
-    grid = page.grid
-    assert grid is not None
-    return {"condition": key, "class_names": list(settings.class_names),
-            "logit_meaning": f"raw logit of the linear head; > 0 predicts "
-                             f"{settings.class_names[1]}",
-            "grid": dataclasses.asdict(grid), "cell_dpi": settings.dpi}
 
 
 # ---------------------------------------------------------------------- conditions
@@ -254,14 +259,10 @@ def baseline_material(analysis: Analysis, folder: Path, rows: int, seed: int,
         f"Negative scores mean the model predicts {c0}, positive scores {c1}; the further "
         "from zero, the more certain the model is.</p>",
         images, GridLayout(n_rows, n_bins, [], labels))
-    condition = Condition(
-        "baseline", "Example images sorted by the model's score",
-        f"<p>The model sorts images of two abstract animals into {c0} and {c1}. On the "
-        "next page you see real images, grouped by the score the model gave them. Study "
-        "them to find out what the model looks at.</p>", [page])
-    record = _grid_record("baseline", page, settings)
-    record.update(kind="baseline", explanation=result.record(), cells=cells)
-    return _finish(folder, "baseline", condition, record, result.figure(), settings)
+    return _finish(folder, "baseline", "Example images sorted by the model's score",
+                   "real images, grouped by the score the model gave them", page,
+                   result.figure(), settings,
+                   kind="baseline", explanation=result.record(), cells=cells)
 
 
 def inn_material(analysis: Analysis, folder: Path, rows: int, seed: int, p_hi: float,
@@ -307,14 +308,10 @@ def inn_material(analysis: Analysis, folder: Path, rows: int, seed: int, p_hi: f
         "computer-generated versions of it, changed just enough that the model gives the "
         f"score above the column (negative: {c0}, positive: {c1}).</p>",
         images, GridLayout(n_rows, n_targets + 1, [], labels))
-    condition = Condition(
-        "inn", "Counterfactual explanations",
-        f"<p>The model sorts images of two abstract animals into {c0} and {c1}. On the "
-        "next page you see real images and how they would have to look for the model to "
-        "change its score. Study them to find out what the model looks at.</p>", [page])
-    record = _grid_record("inn", page, settings)
-    record.update(kind="counterfactual_interpolation", explanation=grid.record(), cells=cells)
-    return _finish(folder, "inn", condition, record, grid.figure(), settings)
+    return _finish(folder, "inn", "Counterfactual explanations",
+                   "real images and how they would have to look for the model to change "
+                   "its score", page, grid.figure(), settings,
+                   kind="counterfactual_interpolation", explanation=grid.record(), cells=cells)
 
 
 def concepts_material(analysis: Analysis, folder: Path, seed: int, settings: RenderSettings,
@@ -376,12 +373,8 @@ def concepts_material(analysis: Analysis, folder: Path, seed: int, settings: Ren
         "images that show it most. The red outline marks where the pattern is. The row "
         "title says which class the pattern makes the model predict.</p>",
         images, GridLayout(len(report.shown), report.images.shape[1], row_labels, []))
-    condition = Condition(
-        "concepts", "Concepts the model has learned",
-        f"<p>The model sorts images of two abstract animals into {c0} and {c1}. On the "
-        "next page you see patterns the model has learned to detect and which class each "
-        "pattern points to. Study them to find out what the model looks at.</p>", [page])
-    record = _grid_record("concepts", page, settings)
-    record.update(kind="concepts", explanation=report.record(),
-                  baseline_bins=baseline_bins.to_dict(), cells=cells)
-    return _finish(folder, "concepts", condition, record, report.figure(), settings)
+    return _finish(folder, "concepts", "Concepts the model has learned",
+                   "patterns the model has learned to detect and which class each pattern "
+                   "points to", page, report.figure(), settings,
+                   kind="concepts", explanation=report.record(),
+                   baseline_bins=baseline_bins.to_dict(), cells=cells)

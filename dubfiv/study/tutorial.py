@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dubfiv.errors import DubfivError
+from dubfiv.errors import ParameterError
 from dubfiv.study.content import Attribute, CheckQuestion, GridLayout, Page, StudyImage
 from dubfiv.study.figures import RenderSettings, cell_path, save_cell
 
@@ -57,12 +57,8 @@ __all__ = [
 PI = math.pi
 
 
-class TutorialError(DubfivError, ValueError):
+class TutorialError(ParameterError):
     """The tutorial cannot be built as asked (bad settings, unknown attributes)."""
-
-    def __init__(self, message: str, parameter: str | None = None) -> None:
-        super().__init__(message)
-        self.parameter = parameter
 
 
 @dataclasses.dataclass(frozen=True)
