@@ -51,6 +51,7 @@ __all__ = [
     "import_object",
     "keyword_aliases",
     "numpy_to_python_scalar",
+    "random_source",
     "rejection_sample",
     "sample_value",
     "seeded",
@@ -66,6 +67,20 @@ __all__ = [
 
 _FrozenContinuous: Any = type(scipy.stats.truncnorm(0.0, 1.0))
 
+
+
+def random_source(random_state: Any = None) -> Any:
+    """What draws the numbers, following scipy's ``random_state`` convention.
+
+    ``None``: numpy's global RNG (:mod:`numpy.random`); an int: a new
+    ``RandomState`` seeded with it; otherwise the given ``RandomState`` /
+    ``Generator`` itself.
+    """
+    if random_state is None:
+        return np.random
+    if isinstance(random_state, int | np.integer):
+        return np.random.RandomState(random_state)
+    return random_state
 
 class TruncatedNormal(_FrozenContinuous):
     """A frozen ``scipy.stats.truncnorm`` whose ``rvs`` draws by rejection from the normal.
@@ -91,12 +106,7 @@ class TruncatedNormal(_FrozenContinuous):
         """Draw ``size`` values (a float if ``size`` is None); global numpy RNG by default."""
         if self.mass < 0.01:
             return super().rvs(size=size, random_state=random_state)
-        if random_state is None:
-            normal = np.random.normal
-        elif isinstance(random_state, int | np.integer):
-            normal = np.random.RandomState(random_state).normal
-        else:
-            normal = random_state.normal
+        normal = random_source(random_state).normal
         mean, std, lower, upper = self.bounds
         n = int(np.prod(size)) if size is not None else 1
         accepted: list[np.ndarray] = []
@@ -160,12 +170,7 @@ class discrete:  # lower case: upstream two4two's public name
     def rvs(self, size: int | tuple[int, ...] | None = None, random_state: Any = None) -> Any:
         """One value (``size=None``) or a numpy array of ``size`` values (dtype object
         unless the values are numbers)."""
-        if random_state is None:
-            choice = np.random.choice
-        elif isinstance(random_state, int | np.integer):
-            choice = np.random.RandomState(random_state).choice
-        else:
-            choice = random_state.choice
+        choice = random_source(random_state).choice
         index = choice(len(self.values), p=self.probabilities, size=size)
         if size is None:
             return self.values[int(index)]
