@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dubfiv.cli import _args
 from dubfiv.cli._oneline import OneLineParser, fail, flags_of, in_flags
 
 if TYPE_CHECKING:
@@ -45,8 +46,7 @@ def build_parser() -> OneLineParser:
                         "validation and test splits, cached in the run's analysis_cache/, so "
                         "the table has test accuracy (a forward pass per image: slow for big "
                         "models on a CPU)")
-    parser.add_argument("--device", choices=["cuda", "cpu"], default=None,
-                        help="--evaluate: device (default: cuda when available, else cpu)")
+    _args.add_device(parser, help_prefix="--evaluate: ")
     parser.add_argument("--only_missing", action="store_true",
                         help="--command: skip runs whose output exists already")
     parser.add_argument("--verify", action="store_true",

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dubfiv.cli import _args
 from dubfiv.cli._oneline import OneLineParser, fail
 from dubfiv.errors import DubfivError
 from two4two.errors import Two4TwoError
@@ -59,8 +60,7 @@ def build_parser() -> OneLineParser:
         "folder is built beside the destination and renamed into place; a rerun replaces an "
         "earlier export.",
     )
-    parser.add_argument("--model", required=True, metavar="RUN_DIR", type=Path,
-                        help="run directory (ours or the paper's released model)")
+    _args.add_run(parser, type=Path)
     parser.add_argument("--condition", default="all", choices=CONDITION_CHOICES,
                         help="export all conditions or one (default: all)")
     parser.add_argument("--output", metavar="DIR", type=Path,
@@ -72,9 +72,7 @@ def build_parser() -> OneLineParser:
                         "%(default)s, which must be replaced; see docs/user_study.md)")
     parser.add_argument("--seed", type=int, default=0, metavar="N",
                         help="seed of the data sample and every draw (default: 0)")
-    parser.add_argument("--dataset_dir", metavar="DIR", type=Path,
-                        help="folder holding the run's dataset (default: the run's "
-                        "train.dataset_dir)")
+    _args.add_dataset(parser, name=False, type=Path)
     parser.add_argument("--device", default=None, metavar="DEVICE",
                         help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
     parser.add_argument("--rows", type=int, default=6, metavar="N",
@@ -82,7 +80,7 @@ def build_parser() -> OneLineParser:
                         "(default: 6, i.e. 30 baseline images)")
     parser.add_argument("--n_tasks", type=int, default=10, metavar="N",
                         help="prediction tasks (default: 10)")
-    parser.add_argument("--head", type=int, default=0, help="index of the head (default: 0)")
+    _args.add_head(parser)
     parser.add_argument("--n_samples", type=int, default=3000, metavar="N",
                         help="images sampled per split (validation, test) to draw from "
                         "(default: 3000; 0: all)")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dubfiv.cli import _args
 from dubfiv.cli._oneline import OneLineParser, fail, flags_of, guarded, in_flags
 
 if TYPE_CHECKING:
@@ -41,8 +42,7 @@ def build_parser() -> OneLineParser:
         "the training curves. A figure whose input is missing is skipped with a note; "
         "figures.json lists what was written. Exit status 1 if no figure could be drawn.",
     )
-    parser.add_argument("--model", required=True, metavar="RUN_DIR",
-                        help="run directory (ours or the paper's released model)")
+    _args.add_run(parser)
     parser.add_argument("--output", metavar="DIR",
                         help="output folder (default: <RUN_DIR>/figures)")
     parser.add_argument("--only", type=_names, default=FIGURES, metavar="NAMES",
@@ -50,17 +50,14 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--formats", type=_names, default=defaults.formats, metavar="LIST",
                         help=f"comma-separated subset of {','.join(FORMATS)} "
                         f"(default: {','.join(defaults.formats)})")
-    parser.add_argument("--dataset_dir", metavar="DIR", type=Path,
-                        help="folder holding the run's dataset (default: the run's "
-                        "train.dataset_dir)")
+    _args.add_dataset(parser, name=False, type=Path)
     parser.add_argument("--ground_truth", metavar="JSON", type=Path,
                         help="dubfiv_ground_truth's report (default: "
                         "<RUN_DIR>/ground_truth/ground_truth.json)")
     parser.add_argument("--supervised_analysis", metavar="JSON", type=Path,
                         help="dubfiv_supervised_analysis's report (default: "
                         "<RUN_DIR>/supervised_analysis/supervised_analysis.json)")
-    parser.add_argument("--device", choices=["cuda", "cpu"], default=None,
-                        help="device (default: cuda when available, else cpu)")
+    _args.add_device(parser)
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="seed of the image draws (default: %(default)s)")
     parser.add_argument("--n_rows", type=int, default=defaults.n_rows,

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dubfiv.cli import _args
 from dubfiv.cli._oneline import RUN_RENAMES, OneLineParser, run_main
 
 PROG = "dubfiv_ground_truth"
@@ -31,19 +32,14 @@ def build_parser() -> OneLineParser:
         "the logit exceeds --relative_threshold logit standard deviations). Writes "
         "ground_truth.json and ground_truth.png.",
     )
-    parser.add_argument("--model", required=True, metavar="RUN_DIR",
-                        help="run directory (ours or the paper's released model)")
-    parser.add_argument("--dataset_dir", metavar="DIR",
-                        help="folder holding the dataset (default: the run's train.dataset_dir)")
-    parser.add_argument("--dataset", metavar="NAME",
-                        help="dataset name (default: the run's train.dataset)")
+    _args.add_run(parser)
+    _args.add_dataset(parser)
     parser.add_argument("--split", default="test",
                         help="split whose intervention sets are evaluated (default: test)")
     parser.add_argument("--output", metavar="DIR",
                         help="output folder (default: <RUN_DIR>/ground_truth)")
-    parser.add_argument("--device", choices=["cuda", "cpu"], default=None,
-                        help="device (default: cuda when available, else cpu)")
-    parser.add_argument("--head", type=int, default=0, help="index of the head (default: 0)")
+    _args.add_device(parser)
+    _args.add_head(parser)
     parser.add_argument("--n_bootstrap", type=int, default=2000, metavar="N",
                         help="bootstrap replicates (default: 2000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from dubfiv.cli import _args
 from dubfiv.cli._oneline import OneLineParser, guarded
 
 if TYPE_CHECKING:
@@ -58,8 +59,7 @@ def build_parser() -> OneLineParser:
                         help="train on images resized to PIXELS x PIXELS (default: the "
                         "dataset's size)")
     parser.add_argument("--num_workers", type=int, help="data loader processes (default: 0)")
-    parser.add_argument("--device", choices=["cuda", "cpu"], default=None,
-                        help="device (default: cuda when available, else cpu)")
+    _args.add_device(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --data_output_dir from its checkpoint (its "
                         "settings are used; give no others)")

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dubfiv.cli import _args
 from dubfiv.cli._oneline import RUN_RENAMES, OneLineParser, run_main
 
 PROG = "dubfiv_supervised_analysis"
@@ -28,7 +29,7 @@ def build_parser() -> OneLineParser:
     )
     parser.add_argument("--supervised_dir", required=True, metavar="DIR",
                         help="output folder of dubfiv_supervised")
-    parser.add_argument("--model", required=True, metavar="RUN_DIR", help="INN run directory")
+    _args.add_run(parser, help="INN run directory")
     parser.add_argument("--n_images", type=int, default=50, metavar="N",
                         help="test images (a seeded random subset; default: 50)")
     parser.add_argument("--n_steps", type=int, default=9, metavar="T",
@@ -39,14 +40,10 @@ def build_parser() -> OneLineParser:
                         "the range (default: 95)")
     parser.add_argument("--output", metavar="DIR",
                         help="output folder (default: <RUN_DIR>/supervised_analysis)")
-    parser.add_argument("--dataset_dir", metavar="DIR",
-                        help="folder holding the dataset (default: the run's train.dataset_dir)")
-    parser.add_argument("--dataset", metavar="NAME",
-                        help="dataset name (default: the run's train.dataset)")
+    _args.add_dataset(parser)
     parser.add_argument("--split", default="test", help="split of the images (default: test)")
-    parser.add_argument("--head", type=int, default=0, help="index of the head (default: 0)")
-    parser.add_argument("--device", choices=["cuda", "cpu"], default=None,
-                        help="device (default: cuda when available, else cpu)")
+    _args.add_head(parser)
+    _args.add_device(parser)
     parser.add_argument("--seed", type=int, default=0, help="image choice and bootstrap seed")
     parser.add_argument("--batch_size", type=int, default=32,
                         help="(image, logit) pairs per pass through the INN")

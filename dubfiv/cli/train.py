@@ -16,6 +16,7 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
+from dubfiv.cli import _args
 from dubfiv.cli._oneline import OneLineParser, guarded
 
 PROG = "dubfiv_train"
@@ -41,8 +42,7 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the run in RUN_DIR from its checkpoint, to the same "
                         "result an uninterrupted run reaches")
-    parser.add_argument("--device", choices=["cuda", "cpu"], default=None,
-                        help="device (default: cuda when available, else cpu)")
+    _args.add_device(parser)
     parser.add_argument("--dataset", metavar="NAME", help="override train.dataset")
     parser.add_argument("--dataset_dir", metavar="DIR", help="override train.dataset_dir")
     parser.add_argument("--n_train_samples", metavar="N", type=int,
