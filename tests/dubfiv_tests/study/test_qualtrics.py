@@ -238,6 +238,15 @@ def _break_survey_id(q: dict) -> None:
     q["SurveyEntry"]["SurveyID"] = "SV_short"
 
 
+def _assert_detected(exported, breaker, message: str) -> None:
+    """Break a copy of an exported survey with ``breaker``; the validator must say ``message``."""
+    _, folder, qsf = exported
+    broken = copy.deepcopy(qsf)
+    breaker(broken)
+    problems = validate_qsf(broken, folder, BASE_URL)
+    assert any(message in p for p in problems), problems
+
+
 @pytest.mark.parametrize(("breaker", "message"), [
     (_break_dup_qid, "duplicate QIDs"),
     (_break_block, "missing question QID999"),
@@ -247,11 +256,7 @@ def _break_survey_id(q: dict) -> None:
     (_break_survey_id, "SurveyID"),
 ])
 def test_validator_detects_broken_surveys(written, breaker, message: str) -> None:
-    _, folder, qsf = written
-    broken = copy.deepcopy(qsf)
-    breaker(broken)
-    problems = validate_qsf(broken, folder, BASE_URL)
-    assert any(message in p for p in problems), problems
+    _assert_detected(written, breaker, message)
 
 
 def test_validator_detects_missing_image(written) -> None:
@@ -512,11 +517,7 @@ def _break_stat(q: dict) -> None:
     (_break_stat, "at most one STAT"),
 ])
 def test_validator_detects_broken_full_surveys(full, breaker, message: str) -> None:
-    _, folder, qsf = full
-    broken = copy.deepcopy(qsf)
-    breaker(broken)
-    problems = validate_qsf(broken, folder, BASE_URL)
-    assert any(message in p for p in problems), problems
+    _assert_detected(full, breaker, message)
 
 
 def test_reader_accepts_blocks_as_an_object(full) -> None:
