@@ -12,15 +12,19 @@ import contextlib
 import functools
 import importlib
 import math
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import scipy.stats
+
+from two4two.files import (  # re-exported: the writers used to live here
+    append_line,
+    atomic_write_bytes,
+    atomic_write_lines,
+    atomic_write_text,
+)
 
 RGBAColor = tuple[float, float, float, float]
 """An RGBA colour, four floats in [0, 1] (as matplotlib's colour maps return)."""
@@ -353,54 +357,3 @@ def keyword_aliases(**aliases: str) -> Callable[[Callable[..., T]], Callable[...
 
 
 # --------------------------------------------------------------------------- files
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual permissions
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write_bytes`)."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_lines(path: str | os.PathLike, lines: Iterable[str]) -> Path:
-    """Write ``lines`` (each without its newline) atomically, one per line."""
-    return atomic_write_text(path, "".join(f"{line}\n" for line in lines))
-
-
-def append_line(path: str | os.PathLike, line: str) -> None:
-    """Append ``line + "\\n"`` to ``path`` in one ``write`` call, then fsync.
-
-    A Ctrl-C or a kill leaves whole lines only (a resumable writer reads the file
-    back); a new file gets the usual permissions (``0o666`` less the umask).
-    """
-    data = (line + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    try:
-        written = 0
-        while written < len(data):
-            written += os.write(fd, data[written:])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
