@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from dubfiv.checkpoint import save_checkpoint
 from dubfiv.config import load_experiment, save_experiment
 from dubfiv.files import atomic_write, atomic_write_text
-from dubfiv.train.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 

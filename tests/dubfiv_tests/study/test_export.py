@@ -512,7 +512,7 @@ def test_ground_truth_reader_is_defensive(tmp_path: Path) -> None:
 
 
 def _no_head_run(run: Path, dest: Path) -> Path:
-    from dubfiv.train.checkpoint import load_checkpoint, save_checkpoint
+    from dubfiv.checkpoint import load_checkpoint, save_checkpoint
 
     (dest / "models").mkdir(parents=True)
     state = load_checkpoint(run / "models" / "models.torch")
