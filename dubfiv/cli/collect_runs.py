@@ -80,12 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from dubfiv.errors import DubfivError
-    from dubfiv.workflow.collect_runs import (
-        GROUND_TRUTH_FILE,
-        collect,
-        format_summary,
-        write_csv,
-    )
+    from dubfiv.rundir import GROUND_TRUTH_REPORT
+    from dubfiv.workflow.collect_runs import collect, format_summary, write_csv
 
     flags = flags_of(parser, paths="RUN_DIR_OR_PARENT")
     records = collect(args.paths, verify=args.verify, evaluate=args.evaluate,
@@ -104,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"# skipped {record.path}: {in_flags(str(record.error), flags)}",
                       file=sys.stderr)
             elif args.command == "ground_truth":
-                if not (args.only_missing and (record.path / GROUND_TRUTH_FILE).is_file()):
+                if not (args.only_missing and (record.path / GROUND_TRUTH_REPORT).is_file()):
                     print(ground_truth_command(record, args.dataset_dir))
             elif not (args.only_missing and (Path(args.output_base) / record.path.name).exists()):
                 print(export_command(record, args.output_base))

@@ -42,16 +42,11 @@ if TYPE_CHECKING:
     from dubfiv.study.names import ImageNamer
 
 __all__ = [
-    "GROUND_TRUTH_FILE",
     "answer_attributes",
     "prediction_tasks",
     "read_ground_truth",
     "select_prediction_tasks",
 ]
-
-GROUND_TRUTH_FILE = GROUND_TRUTH_REPORT
-"""Where ``dubfiv_ground_truth`` writes its report, relative to the run directory
-(the run-folder layout's :data:`dubfiv.rundir.GROUND_TRUTH_REPORT`)."""
 
 
 def read_ground_truth(run_dir: str | os.PathLike[str]) -> tuple[dict[str, bool], dict[str, Any]]:
@@ -62,7 +57,7 @@ def read_ground_truth(run_dir: str | os.PathLike[str]) -> tuple[dict[str, bool],
     return value says what was found (``status``: ``read``, ``missing``,
     ``unreadable``, ``no attributes``).
     """
-    path = Path(run_dir) / GROUND_TRUTH_FILE
+    path = Path(run_dir) / GROUND_TRUTH_REPORT
     info: dict[str, Any] = {"path": str(path.absolute())}
     if not path.is_file():
         return {}, {**info, "status": "missing"}

@@ -69,8 +69,6 @@ __all__ = [
 
 SEARCH_DEPTH = 3
 """How deep below a parent folder run directories are looked for."""
-GROUND_TRUTH_FILE = GROUND_TRUTH_REPORT
-"""The ground-truth report inside a run folder (:mod:`dubfiv.rundir`)."""
 
 
 @dataclasses.dataclass
@@ -240,16 +238,16 @@ def read_run(run_dir: str | os.PathLike, verify: bool = False) -> RunRecord:
     metrics.update(cache_accuracies(  # validation too if the history has none (released run)
         record.path, checkpoint, record.notes,
         include_validation=not any(k.startswith("validation_accuracy:") for k in metrics)))
-    gt_path = record.path / GROUND_TRUTH_FILE
+    gt_path = record.path / GROUND_TRUTH_REPORT
     if gt_path.is_file():
         try:
             report = json.loads(gt_path.read_text(encoding="utf-8"))
             columns = ground_truth_columns(report) if isinstance(report, Mapping) else {}
             if not columns:
-                record.notes.append(f"{GROUND_TRUTH_FILE}: no per-attribute results found")
+                record.notes.append(f"{GROUND_TRUTH_REPORT}: no per-attribute results found")
             metrics.update(columns)
         except (OSError, ValueError) as error:
-            record.notes.append(f"{GROUND_TRUTH_FILE}: unreadable ({error})")
+            record.notes.append(f"{GROUND_TRUTH_REPORT}: unreadable ({error})")
     return record
 
 
