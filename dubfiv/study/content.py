@@ -519,18 +519,12 @@ class Study:
         kwargs = dict(data)
         kwargs["conditions"] = [Condition.from_dict(d, f"{where}: conditions[{i}]")
                                 for i, d in enumerate(data["conditions"])]
-        if "attributes" in data:
-            kwargs["attributes"] = [Attribute.from_dict(d, f"{where}: attributes[{i}]")
-                                    for i, d in enumerate(data["attributes"])]
-        if "tasks" in data:
-            kwargs["tasks"] = [PredictionTask.from_dict(d, f"{where}: tasks[{i}]")
-                               for i, d in enumerate(data["tasks"])]
-        if "checks" in data:
-            kwargs["checks"] = [CheckQuestion.from_dict(d, f"{where}: checks[{i}]")
-                                for i, d in enumerate(data["checks"])]
-        if "tutorial" in data:
-            kwargs["tutorial"] = [Page.from_dict(d, f"{where}: tutorial[{i}]")
-                                  for i, d in enumerate(data["tutorial"])]
+        item_types: dict[str, Any] = {"attributes": Attribute, "tasks": PredictionTask,
+                                      "checks": CheckQuestion, "tutorial": Page}
+        for key, item in item_types.items():
+            if key in data:
+                kwargs[key] = [item.from_dict(d, f"{where}: {key}[{i}]")
+                               for i, d in enumerate(data[key])]
         if data.get("comprehension_page") is not None:
             kwargs["comprehension_page"] = Page.from_dict(data["comprehension_page"],
                                                           f"{where}: comprehension_page")
