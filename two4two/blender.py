@@ -44,11 +44,11 @@ from typing import Any
 
 import numpy as np
 
-from two4two import utils
 from two4two._blender.pool import PoolSettings, WorkerFailure, WorkerPool
 from two4two._blender.spec import DEFAULT_VIEW_TRANSFORM, RenderSpec
 from two4two._blender.worker import Task
 from two4two.errors import Two4TwoError
+from two4two.files import append_line
 
 __all__ = ["RenderError", "Renderer", "available_cores", "render", "render_single"]
 
@@ -420,7 +420,6 @@ def render(
     return _closing(renderer, iterator, log_path)
 
 
-
 def _closing(renderer: Renderer, iterator: Iterator[RenderResult],
              parameters_path: Path | None) -> Iterator[RenderResult]:
     """Iterate (logging scenes to ``parameters_path``), then close the renderer.
@@ -430,7 +429,7 @@ def _closing(renderer: Renderer, iterator: Iterator[RenderResult],
     try:
         for image, mask, scene in iterator:
             if parameters_path is not None:
-                utils.append_line(parameters_path, json.dumps(scene.state_dict(), allow_nan=False))
+                append_line(parameters_path, json.dumps(scene.state_dict(), allow_nan=False))
             yield image, mask, scene
     except BaseException:
         renderer.terminate()

@@ -44,6 +44,7 @@ from two4two.dataset_config import (
     make_sampler,
 )
 from two4two.errors import Two4TwoError
+from two4two.files import append_line
 from two4two.scene_parameters import (
     SceneParameters,
     load_jsonl,
@@ -225,7 +226,7 @@ def _render_missing(directory: Path, planned: list[SceneParameters], config: Dat
                                    "order; this is a bug in the renderer")
             _check_rendered(directory, image, mask, want)
             if want.id not in recorded_ids:
-                utils.append_line(params_path, json.dumps(want.state_dict()))
+                append_line(params_path, json.dumps(want.state_dict()))
             bar.update(1)
     if next(expected, None) is not None:
         raise DatasetError(f"{directory}: the renderer stopped early; rerun to finish the split")
