@@ -19,6 +19,7 @@ from two4two import utils
 from two4two.dataset import DatasetError, RenderFn, render_dataset_config
 from two4two.dataset_config import load_dataset_configs
 from two4two.errors import Two4TwoError
+from two4two.files import describe_os_error
 
 __all__ = ["PROG", "main", "render_dataset"]
 
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except Two4TwoError as error:
         message = " ".join(str(error).split()) or type(error).__name__  # one line
         print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
+    except OSError as error:  # a full disk, a read-only folder
+        print(f"{PROG}: error: {describe_os_error(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted: rerun the same command to resume", file=sys.stderr)

@@ -5,13 +5,28 @@ data goes to a temporary file beside the target, is flushed to disk (fsync) and
 renamed over it; on any error the temporary file is removed. New files get the
 usual permissions (``0o666`` less the umask), not the ``0o600`` of a temporary
 file. This module imports only the standard library.
+
+Temporary files and folders carry their owner in their name
+(:func:`owner_tag`: ``pid<PID>-<host key>``), so that a later run can tell a
+leftover of a killed process from the work of one still running:
+:func:`remove_stale` deletes only those whose process is dead on this host
+(``docs/reliability.md``). :func:`atomic_write_many` puts several files in place
+together (all temporary files first, then the renames), so that a full disk
+leaves the old set, never a mix. :func:`describe_os_error` words a failed
+write (full disk, read-only file system, no permission) as one line that names
+the path and the fix.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
+import re
+import shutil
+import socket
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 __all__ = [
@@ -19,9 +34,129 @@ __all__ = [
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_lines",
+    "atomic_write_many",
     "atomic_write_text",
+    "describe_os_error",
+    "make_owned_temp_dir",
+    "owner_is_dead",
+    "owner_tag",
+    "pid_is_alive",
+    "remove_stale",
     "umask",
 ]
+
+
+# --------------------------------------------------------------------------- owners
+
+
+def _host_key(host: str | None = None) -> str:
+    """8 hex digits naming a host (a hash: host names can hold dots and be long)."""
+    name = socket.gethostname() if host is None else host
+    return hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
+
+
+def owner_tag() -> str:
+    """``pid<PID>-<host key>``: marks a temporary file or folder as this process's."""
+    return f"pid{os.getpid()}-{_host_key()}"
+
+
+_OWNER = re.compile(r"pid(\d+)-([0-9a-f]{8})(?![0-9a-f])")
+
+
+def pid_is_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host (a zombie, dead but not yet reaped by
+    its parent, counts as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            state = handle.read().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):  # no /proc (not Linux): trust kill()
+        return True
+    return state not in ("Z", "X")
+
+
+def owner_is_dead(name: str) -> bool:
+    """Whether ``name`` carries an :func:`owner_tag` of this host whose process is gone.
+
+    ``False`` for names without a tag, and for tags of other hosts (their
+    processes cannot be checked from here): such leftovers are kept.
+    """
+    match = _OWNER.search(name)
+    if match is None or match.group(2) != _host_key():
+        return False
+    return int(match.group(1)) != os.getpid() and not pid_is_alive(int(match.group(1)))
+
+
+def remove_stale(folder: str | os.PathLike, pattern: str) -> list[Path]:
+    """Delete the entries of ``folder`` matching the glob ``pattern`` whose owner is dead.
+
+    Files are unlinked and folders removed with their content; entries of live
+    owners (another run still writing) and untagged ones are left alone.
+    Returns what was removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.glob(pattern):
+        if not owner_is_dead(path.name):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def make_owned_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new folder ``<parent>/<prefix><owner tag>-<random>`` (mode 0700, as ``mkdtemp``)."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{owner_tag()}-", dir=parent))
+
+
+# --------------------------------------------------------------------------- errors
+
+
+_OS_ERROR_FIXES = {
+    errno.ENOSPC: "free some space there or choose a folder on another disk",
+    errno.EDQUOT: "free some space within your quota or choose another folder",
+    errno.EROFS: "the file system is read-only; choose a writable folder",
+    errno.EACCES: "permission denied; choose a folder you own or fix its permissions",
+    errno.EPERM: "permission denied; choose a folder you own or fix its permissions",
+}
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for a failed file operation: the path, what went wrong, and the fix.
+
+    ``models/.models.torch.pid12-ab12cd34.x1.tmp: No space left on device; free
+    some space there or choose a folder on another disk``.
+    """
+    reason = error.strerror or str(error) or type(error).__name__
+    where = error.filename
+    text = f"{where}: {reason}" if where is not None else f"file error: {reason}"
+    fix = _OS_ERROR_FIXES.get(error.errno or 0)
+    return f"{text}; {fix}" if fix else text
+
+
+def _temp_beside(path: Path) -> Path:
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner_tag()}.",
+                                    suffix=".tmp")
+    os.close(fd)
+    return Path(tmp_name)
+
+
+def _finish_temp(tmp: Path) -> None:
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.chmod(tmp, 0o666 & ~umask())
 
 
 def umask() -> int:
@@ -40,19 +175,42 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _temp_beside(path)
     try:
         write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~umask())
+        _finish_temp(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_many(writers: Mapping[str | os.PathLike, Callable[[Path], None]]
+                      ) -> list[Path]:
+    """Write several files so that they change together: each ``write(tmp)`` first,
+    then all renames.
+
+    If any writer fails (a full disk, say), every temporary file is removed and
+    all targets keep their old content. Renames need no space, so only a crash
+    between them can leave a mix. Temporary files are named as :func:`atomic_write`'s.
+    """
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for target, write in writers.items():
+            path = Path(target)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _temp_beside(path)
+            temps.append((tmp, path))
+            write(tmp)
+            _finish_temp(tmp)
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        raise
+    return [path for _, path in temps]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -77,11 +77,17 @@ def guarded(prog: str, parser: argparse.ArgumentParser, work: Callable[[], int],
             **renames: str) -> int:
     """``work()``'s exit status; an error of :func:`error_bases` (or of ``also``) instead
     prints one line worded in the command's flags (:func:`flags_of` with ``renames``) and
-    gives 1; with ``interrupted``, Ctrl-C prints that line and gives 130."""
+    gives 1, and so does a failed file operation (a full disk, a read-only folder: the
+    line names the path and the fix); with ``interrupted``, Ctrl-C prints that line and
+    gives 130."""
     try:
         return work()
     except (*error_bases(), *also) as error:
         return fail(prog, error, flags=flags_of(parser, **renames))
+    except OSError as error:
+        from two4two.files import describe_os_error
+
+        return fail(prog, describe_os_error(error))
     except KeyboardInterrupt:
         if interrupted is None:
             raise
