@@ -49,6 +49,7 @@ from two4two._blender.spec import DEFAULT_VIEW_TRANSFORM, RenderSpec
 from two4two._blender.worker import Task
 from two4two.errors import Two4TwoError
 from two4two.files import append_line
+from two4two.scene_parameters import check_scene_id
 
 __all__ = ["RenderError", "Renderer", "available_cores", "render", "render_single"]
 
@@ -263,7 +264,7 @@ class Renderer:
         if output_dir is None:
             return Task(index=index, spec=spec, samples=samples)
         folder = Path(output_dir)
-        scene_id = str(scene.id)
+        scene_id = check_scene_id(getattr(scene, "id", None), "scene id")  # a file name
         return Task(
             index=index, spec=spec, samples=samples,
             image_path=str(folder / f"{scene_id}.png"),

@@ -18,12 +18,24 @@ only ``attrs`` resampled (``intervention=True``).
 
 Resuming: a rerun re-reads ``planned.jsonl`` and ``parameters.jsonl`` (dropping
 a truncated last line) and renders only the scenes that are not yet recorded
-or whose PNGs are missing. A split marked complete is not rendered again.
+or whose PNGs are missing. A split marked complete is verified instead (every
+line a scene, ``n_samples`` of them, every PNG decodes at the scene's size);
+what fails to verify is rendered again (``docs/reliability.md``).
+
+Scene ids are drawn from the seeded plan (UUID 4 in form, as upstream's), so a
+plan made again from the same config has the same ids; that is how a lost or
+cut ``parameters.jsonl`` line is restored.
+
+One process at a time: :func:`render_dataset_config` holds an exclusive lock
+on the dataset folder (:class:`two4two.locking.FolderLock`, the file
+``.two4two_render.lock``); a second render of the same folder stops at once
+with one line naming the first (pid, host, since when).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -45,14 +57,18 @@ from two4two.dataset_config import (
 )
 from two4two.errors import Two4TwoError
 from two4two.files import append_line
+from two4two.locking import FolderLock, FolderLockedError
 from two4two.scene_parameters import (
     SceneParameters,
     load_jsonl,
+    new_scene_id,
     read_jsonl_lenient,
     write_jsonl,
 )
+from two4two.verify import bad_images
 
-__all__ = ["DatasetError", "RenderFn", "render_dataset_config", "split_is_complete"]
+__all__ = ["DatasetError", "DatasetLockedError", "RenderFn", "render_dataset_config",
+           "split_is_complete"]
 
 RenderFn = Callable[..., Iterator[tuple[np.ndarray, np.ndarray, SceneParameters]]]
 """Signature of :func:`two4two.blender.render`."""
@@ -61,6 +77,8 @@ PARAMETERS = "parameters.jsonl"
 PLANNED = "planned.jsonl"
 SPLIT_ARGS = "split_args.json"
 INTERVENTION = "intervention.json"
+LOCK = ".two4two_render.lock"
+"""The lock file in a dataset folder while a render writes it."""
 
 # split_args keys that must match for a rerun to continue an existing split
 _IDENTITY_KEYS = ("sampler", "sampler_config", "n_samples", "unbiased", "resolution",
@@ -69,6 +87,10 @@ _IDENTITY_KEYS = ("sampler", "sampler_config", "n_samples", "unbiased", "resolut
 
 class DatasetError(Two4TwoError, RuntimeError):
     """A dataset directory cannot be written or resumed; the message names it and the fix."""
+
+
+class DatasetLockedError(DatasetError, FolderLockedError):
+    """Another process is rendering into the dataset folder (``holder`` says which)."""
 
 
 # --------------------------------------------------------------------------- small file helpers
@@ -148,6 +170,19 @@ def _check_identity(directory: Path, stored: dict[str, Any], wanted: dict[str, A
             )
 
 
+def _assign_ids(scenes: Sequence[SceneParameters], args: dict[str, Any]) -> None:
+    """Give ``scenes`` ids drawn from a generator seeded by the plan's identity (the
+    split's name and the ``split_args`` that must match for a resume): the same plan
+    gets the same ids, another plan (another seed, sampler or split) other ones. The
+    scenes' attributes are drawn from numpy's global state, untouched by this."""
+    identity = json.dumps({k: args.get(k) for k in ("split", *_IDENTITY_KEYS)},
+                          sort_keys=True)
+    seed = int.from_bytes(hashlib.sha256(identity.encode("utf-8")).digest()[:16], "big")
+    rng = np.random.default_rng(seed)
+    for scene in scenes:
+        scene.id = new_scene_id(rng.bytes(16))
+
+
 def _plan_split(sampler: Sampler, config: DatasetConfig, split: SplitConfig,
                 progress: bool) -> list[SceneParameters]:
     draw = sampler.sample_unbiased if config.unbiased else sampler.sample
@@ -158,13 +193,16 @@ def _plan_split(sampler: Sampler, config: DatasetConfig, split: SplitConfig,
             scene = draw()
             scene.resolution = tuple(config.resolution)  # type: ignore[assignment]
             scenes.append(scene)
+    _assign_ids(scenes, _split_args(config, split))
     return scenes
 
 
 def _plan_interventions(sampler: Sampler, originals: Sequence[SceneParameters],
-                        attrs: list[str], seed: int) -> list[SceneParameters]:
-    with utils.seeded(seed):
-        return sampler.make_interventions(originals, attrs)
+                        attrs: list[str], args: dict[str, Any]) -> list[SceneParameters]:
+    with utils.seeded(args["seed"]):
+        scenes = sampler.make_interventions(originals, attrs)
+    _assign_ids(scenes, args)
+    return scenes
 
 
 # --------------------------------------------------------------------------- rendering
@@ -246,8 +284,9 @@ def _check_rendered(directory: Path, image: np.ndarray, mask: np.ndarray,
 
 
 def _prepare_dir(directory: Path, wanted_args: dict[str, Any],
-                 plan: Callable[[], list[SceneParameters]]) -> list[SceneParameters] | None:
-    """Load or create the plan of ``directory``; ``None`` if it is already complete."""
+                 plan: Callable[[], list[SceneParameters]],
+                 progress: bool = False) -> list[SceneParameters] | None:
+    """Load or create the plan of ``directory``; ``None`` if it is complete and verified."""
     args_path, planned_path = directory / SPLIT_ARGS, directory / PLANNED
     if args_path.is_file():
         stored = _read_json(args_path)
@@ -255,15 +294,12 @@ def _prepare_dir(directory: Path, wanted_args: dict[str, Any],
             return _foreign_split(directory, stored, wanted_args)
         _check_identity(directory, stored, wanted_args)
         if stored.get("complete"):
-            if not (directory / PARAMETERS).is_file():
-                raise DatasetError(f"{directory} is marked complete but has no {PARAMETERS}; "
-                                   "set force_overwrite = true to render it again")
-            recorded = load_jsonl(directory / PARAMETERS)
-            if not _missing_files(directory, recorded):
+            repair = _verify_complete(directory, wanted_args["n_samples"], plan, progress)
+            if repair is None:
                 if stored != {**wanted_args, "complete": True}:
                     _write_json(args_path, {**wanted_args, "complete": True})
                 return None
-            write_jsonl(planned_path, recorded)  # re-render the missing PNGs of these scenes
+            write_jsonl(planned_path, repair)  # re-render what failed to verify
     if planned_path.is_file():
         try:
             planned = load_jsonl(planned_path)
@@ -283,6 +319,76 @@ def _prepare_dir(directory: Path, wanted_args: dict[str, Any],
         write_jsonl(planned_path, planned)
     _write_json(args_path, {**wanted_args, "complete": False})
     return planned
+
+
+def _read_intact_lines(path: Path) -> tuple[list[SceneParameters], str | None]:
+    """The scenes of ``path`` up to its first damaged line, and what the damage is
+    (``None``: every line is a scene; blank lines are skipped)."""
+    if not path.is_file():
+        return [], f"{path} is missing"
+    lines = path.read_bytes().split(b"\n")
+    scenes: list[SceneParameters] = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            scenes.append(SceneParameters.load(json.loads(raw)))
+        except ValueError as error:
+            cut = number == len(lines)  # no newline after it: an interrupted append
+            what = "is cut off" if cut else f"is not a scene ({error})"
+            return scenes, f"{path}: line {number} {what}"
+    return scenes, None
+
+
+def _same_scenes(a: Sequence[SceneParameters], b: Sequence[SceneParameters]) -> bool:
+    return [json.dumps(p.state_dict(), sort_keys=True) for p in a] == \
+        [json.dumps(p.state_dict(), sort_keys=True) for p in b]
+
+
+def _verify_complete(directory: Path, n_samples: int,
+                     plan: Callable[[], list[SceneParameters]], progress: bool,
+                     ) -> list[SceneParameters] | None:
+    """Check a split marked complete; ``None`` if it is intact, else the plan that
+    re-renders what failed (after removing the bad files and cutting
+    ``parameters.jsonl`` back to its intact lines).
+
+    Lines are checked first: a damaged or missing line is restored from the seeded plan,
+    made again (possible when it reproduces the intact lines, ids included). Then every
+    image and mask is opened (:func:`two4two.verify.bad_images`).
+    """
+    params_path = directory / PARAMETERS
+    recorded, damage = _read_intact_lines(params_path)
+    if damage is None and len(recorded) != n_samples:
+        damage = f"{params_path} holds {len(recorded)} scenes, expected {n_samples}"
+    if damage is None:
+        bad = bad_images(directory, recorded, progress)
+        if not bad:
+            return None
+        name, (_, problem) = next(iter(bad.items()))
+        _say(progress, f"{directory}: {len(bad)} image file(s) fail to verify (e.g. {name}: "
+                       f"{problem}); rendering them again")
+        for name in bad:
+            (directory / name).unlink(missing_ok=True)
+        return recorded
+    planned = plan()
+    if len(planned) != n_samples or not _same_scenes(recorded, planned[: len(recorded)]):
+        raise DatasetError(
+            f"{damage}, and making the plan again does not give the intact lines back (a "
+            "split rendered by an older version, or another sampler); set force_overwrite = "
+            "true to render the split again"
+        )
+    _say(progress, f"{damage}; restoring it from the seeded plan and rendering the "
+                   f"{n_samples - len(recorded)} scene(s) from there on again")
+    bad = bad_images(directory, recorded, progress)
+    for name in bad:
+        (directory / name).unlink(missing_ok=True)
+    write_jsonl(params_path, recorded)
+    return planned
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        tqdm.write(f"two4two: {message}")
 
 
 def _foreign_split(directory: Path, stored: dict[str, Any],
@@ -317,7 +423,7 @@ def _render_split(config: DatasetConfig, split: SplitConfig, sampler: Sampler,
         for attrs in split.interventions:
             _remove_dir(output_dir / intervention_dirname(split.name, attrs))
     planned = _prepare_dir(directory, args,
-                           lambda: _plan_split(sampler, config, split, progress))
+                           lambda: _plan_split(sampler, config, split, progress), progress)
     if planned is not None:
         _render_missing(directory, planned, config, render_fn, progress)
         _finish(directory, args, split.n_samples)
@@ -336,9 +442,9 @@ def _render_intervention(config: DatasetConfig, split: SplitConfig, split_args: 
     originals = load_jsonl(output_dir / split.name / PARAMETERS)
 
     def plan() -> list[SceneParameters]:
-        return _plan_interventions(sampler, originals, attrs, seed)
+        return _plan_interventions(sampler, originals, attrs, args)
 
-    planned = _prepare_dir(directory, args, plan)
+    planned = _prepare_dir(directory, args, plan, progress)
     if planned is None:
         return
     if [p.original_id for p in planned] != [p.id for p in originals]:
@@ -367,10 +473,19 @@ def render_dataset_config(config: DatasetConfig, render_fn: RenderFn | None = No
 
     Raises:
         DatasetError: an existing directory conflicts with the config.
+        DatasetLockedError: another process is rendering into ``config.output_dir``.
         two4two.blender.RenderError: bpy is missing or a worker died (rerun to resume).
+        OSError: the disk is full or read-only (what was written so far resumes).
     """
-    if render_fn is not None:
-        return _render_all(config, render_fn, progress)
+    with FolderLock(config.output_dir, name=LOCK, purpose="rendering",
+                    error=DatasetLockedError):
+        if render_fn is not None:
+            return _render_all(config, render_fn, progress)
+        return _render_pooled(config, progress)
+
+
+def _render_pooled(config: DatasetConfig, progress: bool) -> list[Path]:
+    """:func:`_render_all` with one :class:`two4two.blender.Renderer` pool."""
     from two4two.blender import Renderer
 
     with Renderer(config.n_processes, samples=config.render_samples,

@@ -38,6 +38,7 @@ __all__ = [
     "atomic_write_text",
     "describe_os_error",
     "make_owned_temp_dir",
+    "naming_the_file",
     "owner_is_dead",
     "owner_tag",
     "pid_is_alive",
@@ -146,6 +147,16 @@ def describe_os_error(error: OSError) -> str:
     return f"{text}; {fix}" if fix else text
 
 
+def naming_the_file(error: OSError, path: str | os.PathLike) -> OSError:
+    """``error`` with ``path`` as its file name (a failed ``write`` names none), so that
+    :func:`describe_os_error` says which file could not be written."""
+    if error.errno is None:
+        return error
+    named = OSError(error.errno, error.strerror or os.strerror(error.errno), str(path))
+    named.__cause__ = error
+    return named
+
+
 def _temp_beside(path: Path) -> Path:
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner_tag()}.",
                                     suffix=".tmp")
@@ -175,11 +186,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path)
+    try:
+        tmp = _temp_beside(path)
+    except OSError as error:
+        raise naming_the_file(error, path) from None
     try:
         write(tmp)
         _finish_temp(tmp)
         os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise naming_the_file(error, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -196,6 +213,7 @@ def atomic_write_many(writers: Mapping[str | os.PathLike, Callable[[Path], None]
     between them can leave a mix. Temporary files are named as :func:`atomic_write`'s.
     """
     temps: list[tuple[Path, Path]] = []
+    path = Path()
     try:
         for target, write in writers.items():
             path = Path(target)
@@ -206,9 +224,11 @@ def atomic_write_many(writers: Mapping[str | os.PathLike, Callable[[Path], None]
             _finish_temp(tmp)
         for tmp, path in temps:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         for tmp, _ in temps:
             tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise naming_the_file(error, path) from None
         raise
     return [path for _, path in temps]
 
@@ -241,5 +261,7 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         while written < len(data):
             written += os.write(fd, data[written:])
         os.fsync(fd)
+    except OSError as error:
+        raise naming_the_file(error, Path(path)) from None
     finally:
         os.close(fd)

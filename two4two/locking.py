@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from two4two.errors import Two4TwoError
+from two4two.files import naming_the_file
 
 __all__ = ["FolderLock", "FolderLockedError", "LockHolder", "LockUnavailableWarning"]
 
@@ -151,8 +152,11 @@ class FolderLock:
                   "since": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                   "command": _command_name(), "purpose": self.purpose}
         data = (json.dumps(holder) + "\n").encode("utf-8")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, data, 0)
+        except OSError as error:  # a full disk: name the lock file
+            raise naming_the_file(error, self.path) from None
 
     def _locked(self) -> Exception:
         holder = LockHolder.read(self.path)

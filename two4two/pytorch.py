@@ -19,6 +19,7 @@ and :meth:`Two4Two.segmentation_label_to_int`.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,7 +35,12 @@ from torchvision import transforms
 from two4two import utils
 from two4two._blender.geometry import BLOCK_NAMES
 from two4two.errors import Two4TwoError
-from two4two.scene_parameters import OBJ_NAMES, SAMPLED_ATTRIBUTES, SceneParameters, load_jsonl
+from two4two.scene_parameters import (
+    OBJ_NAMES,
+    SAMPLED_ATTRIBUTES,
+    SceneParameters,
+    read_jsonl_lenient,
+)
 
 __all__ = [
     "ATTRIBUTE_NAMES",
@@ -63,6 +69,41 @@ class Two4TwoDatasetError(Two4TwoError, FileNotFoundError):
 def _fix(root: Path) -> str:
     return (f"re-run the render CLI (two4two_render_dataset CONFIG.toml) to complete the "
             f"dataset in {root}, or download it again")
+
+
+def _read_split_parameters(path: Path, root: Path) -> list[SceneParameters]:
+    """The scenes of a split's ``parameters.jsonl``; a cut last line, or fewer scenes than
+    the split's ``split_args.json`` promises, is a :class:`Two4TwoDatasetError` (training
+    on a silently shortened split would be wrong)."""
+    try:
+        scenes, _, tail = read_jsonl_lenient(path)
+    except (ValueError, OSError) as error:
+        raise Two4TwoDatasetError(f"{error}; {_fix(root)}") from None
+    if tail.strip():
+        try:
+            scenes.append(SceneParameters.load(json.loads(tail)))
+        except ValueError:
+            number = path.read_bytes().count(b"\n") + 1
+            raise Two4TwoDatasetError(
+                f"{path}: line {number} is cut off (an interrupted write; if a render is "
+                f"still writing this split, wait for it); {_fix(root)}") from None
+    promised = _promised_scenes(path.parent / "split_args.json")
+    if promised is not None and len(scenes) < promised:
+        raise Two4TwoDatasetError(f"{path}: holds {len(scenes)} scenes but the split is "
+                                  f"complete with {promised}; {_fix(root)}")
+    return scenes
+
+
+def _promised_scenes(split_args: Path) -> int | None:
+    """``n_samples`` of a split marked complete (``None`` if unknown or unfinished)."""
+    try:
+        args = json.loads(split_args.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(args, dict) or args.get("complete") is not True:
+        return None
+    n = args.get("n_samples")
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
 
 
 def filter_attributes(param: SceneParameters) -> dict[str, Any]:
@@ -120,10 +161,7 @@ class Two4Two(torch.utils.data.Dataset):
         parameters = self.directory / "parameters.jsonl"
         if not parameters.is_file():
             raise Two4TwoDatasetError(f"{parameters}: missing; {_fix(self.root)}")
-        try:
-            self.params: list[SceneParameters] = load_jsonl(parameters)
-        except ValueError as error:
-            raise Two4TwoDatasetError(f"{error}; {_fix(self.root)}") from None
+        self.params: list[SceneParameters] = _read_split_parameters(parameters, self.root)
         for p in self.params:
             for name in (p.filename, p.mask_filename):
                 if not (self.directory / name).is_file():

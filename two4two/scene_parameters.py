@@ -20,6 +20,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -36,7 +37,10 @@ __all__ = [
     "SceneParameters",
     "SceneValueError",
     "UnknownAttributeError",
+    "check_scene_id",
+    "is_scene_id",
     "load_jsonl",
+    "new_scene_id",
     "read_jsonl_lenient",
     "split_peaky_stretchy",
     "write_jsonl",
@@ -58,6 +62,35 @@ class UnknownAttributeError(SceneValueError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+_SCENE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def is_scene_id(value: object) -> bool:
+    """Whether ``value`` is a scene id: a UUID in its canonical lower-case form
+    (``8-4-4-4-12`` hex digits), as upstream's ``str(uuid.uuid4())`` and ours write.
+
+    Ids become file names (``<id>.png``), so nothing else is accepted: no path
+    separators, no ``..``, nothing a file system could read otherwise.
+    """
+    return isinstance(value, str) and _SCENE_ID.fullmatch(value) is not None
+
+
+def check_scene_id(value: object, what: str = "id") -> str:
+    """``value`` if it is a scene id (:func:`is_scene_id`), else a :class:`SceneValueError`."""
+    if not is_scene_id(value):
+        raise SceneValueError(f"{what} {value!r} is not a scene id (a UUID such as "
+                              "'3f2b8c1e-9d4a-4c6e-8f0b-2a7d5e9c1b34')")
+    return value  # type: ignore[return-value]
+
+
+def new_scene_id(random_bytes: bytes | None = None) -> str:
+    """A new scene id: a random UUID 4, or the UUID 4 made of 16 given ``random_bytes``
+    (a seeded plan draws them, so that its ids are reproducible)."""
+    if random_bytes is None:
+        return str(uuid.uuid4())
+    return str(uuid.UUID(bytes=bytes(random_bytes), version=4))
+
 
 SAMPLED_ATTRIBUTES: tuple[str, ...] = (
     "obj_name",
@@ -117,7 +150,7 @@ class SceneParameters:
         default_factory=lambda: utils.color_from_cmap(_DEFAULT_BG_CMAP, 0.45)
     )
     resolution: tuple[int, int] = (128, 128)
-    id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = dataclasses.field(default_factory=new_scene_id)
     original_id: str | None = None
     _attributes_status: dict[str, str] = dataclasses.field(default_factory=_default_status)
 
@@ -235,7 +268,7 @@ class SceneParameters:
         cloned = copy.deepcopy(self)
         if create_new_id:
             cloned.original_id = self.id
-            cloned.id = str(uuid.uuid4())
+            cloned.id = new_scene_id()
         return cloned
 
     @utils.keyword_aliases(other="original")
@@ -289,13 +322,18 @@ class SceneParameters:
 
     @property
     def filename(self) -> str:
-        """Image file name, ``<id>.png``."""
-        return f"{self.id}.png"
+        """Image file name, ``<id>.png``.
+
+        Raises:
+            SceneValueError: ``id`` is not a scene id (:func:`is_scene_id`).
+        """
+        return f"{check_scene_id(self.id)}.png"
 
     @property
     def mask_filename(self) -> str:
-        """Segmentation mask file name, ``<id>_mask.png``."""
-        return f"{self.id}_mask.png"
+        """Segmentation mask file name, ``<id>_mask.png`` (the id checked as for
+        :attr:`filename`)."""
+        return f"{check_scene_id(self.id)}_mask.png"
 
     # ------------------------------------------------------------------ (de)serialisation
 
@@ -335,6 +373,10 @@ class SceneParameters:
         unknown = sorted(set(state) - field_names)
         if unknown:
             raise SceneValueError(f"unknown keys for {module}.{name}: {unknown}")
+        if "id" in state:
+            check_scene_id(state["id"])
+        if state.get("original_id") is not None:
+            check_scene_id(state["original_id"], "original_id")
         return cls(**state)
 
 

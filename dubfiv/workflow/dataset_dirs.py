@@ -16,6 +16,7 @@ from typing import Any
 
 from dubfiv.workflow.errors import WorkflowError
 from two4two.dataset import INTERVENTION, PARAMETERS, PLANNED, SPLIT_ARGS
+from two4two.scene_parameters import is_scene_id
 
 __all__ = ["MergeError", "SourceSplit", "original_split_name", "read_split", "scan_dataset"]
 
@@ -80,7 +81,8 @@ def read_split(root: Path, name: str) -> SourceSplit:
     """Read one split folder of ``root`` (its lines are kept verbatim).
 
     Raises:
-        MergeError: the split is unfinished, or a line is not a scene with an ``id``.
+        MergeError: the split is unfinished, or a line is not a scene with an ``id`` and
+            ``original_id`` of the form the renderer writes (a UUID: ids become file names).
     """
     directory = root / name
     split_args = _read_json(directory / SPLIT_ARGS)
@@ -102,10 +104,15 @@ def read_split(root: Path, name: str) -> SourceSplit:
                              "is damaged: re-render the split") from None
         if not isinstance(state, dict) or not isinstance(state.get("id"), str):
             raise MergeError(f"{path}: line {number} is not a scene (no 'id')")
+        original = state.get("original_id")
+        for key, value in (("id", state["id"]), ("original_id", original)):
+            if value is not None and not is_scene_id(value):
+                raise MergeError(f"{path}: line {number}: {key} {value!r} is not a scene id "
+                                 "(a UUID; ids name the image files); the file is damaged or "
+                                 "not from a Two4Two render: re-render the split")
         lines.append(line)
         ids.append(state["id"])
-        original = state.get("original_id")
-        original_ids.append(original if isinstance(original, str) else None)
+        original_ids.append(original)
         numbers.append(number)
         if isinstance(state.get("resolution"), list):
             resolutions.add(tuple(state["resolution"]))

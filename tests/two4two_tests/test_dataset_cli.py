@@ -206,7 +206,7 @@ def test_force_overwrite_and_changed_config(tmp_path) -> None:
     render_dataset(config, render_fn=renderer, progress=False)  # starts over again
     assert len(renderer.rendered) == 7 + 5 * 3
     new_ids = {p.id for p in load_jsonl(tmp_path / "data" / "test" / "parameters.jsonl")}
-    assert not old_ids & new_ids
+    assert old_ids == new_ids  # the same seeded plan, ids included
 
 
 def test_foreign_directory_is_not_overwritten(tmp_path) -> None:

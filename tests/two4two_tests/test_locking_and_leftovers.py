@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from disk_faults import failing_writes, mount_small_disk
+
 from two4two.files import (
     atomic_write_many,
     atomic_write_text,

@@ -10,10 +10,12 @@ the workers' ``result`` messages and turns everything else into
 a dead worker is reported with its exit status and the tail of its stderr
 log). On :meth:`WorkerPool.terminate` it kills and reaps the workers, deletes
 the temporary files they may have left in the output folders (marked by the
-pool's token), and its RAM-disk scratch folder. Pools still running when the
-interpreter exits are terminated by an ``atexit`` hook; workers whose parent
-dies exit on their own (end-of-file on the socket, or a changed parent pid).
-Needs a POSIX system (inherited file descriptors). Design and guarantees:
+pool's token), and its RAM-disk scratch folder. The scratch folder's name
+carries the pool's process (``two4two-render-pid<PID>-<host>-*``), so that a
+pool starting later removes the folders of pools whose process was killed.
+Pools still running when the interpreter exits are terminated by an ``atexit``
+hook; workers whose parent dies exit on their own (end-of-file on the socket,
+or a changed parent pid). Needs a POSIX system (inherited file descriptors). Design and guarantees:
 ``docs/two4two_render.md``.
 """
 
@@ -40,6 +42,7 @@ from typing import Any
 import two4two
 from two4two._blender.worker import Task, WorkerConfig
 from two4two.errors import Two4TwoError
+from two4two.files import make_owned_temp_dir, remove_stale
 
 __all__ = ["PoolSettings", "WorkerFailure", "WorkerPool", "worker_command"]
 
@@ -90,9 +93,19 @@ def _log_tail(path: str | None) -> str:
     return "\n".join(lines[-_LOG_TAIL_LINES:])
 
 
-def _scratch_base() -> str | None:
+_SCRATCH_PREFIX = "two4two-render-"
+
+
+def _scratch_base() -> str:
     shm = "/dev/shm"
-    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
+
+
+def _make_scratch_dir() -> str:
+    """A new scratch folder for the workers' logs, after removing those of dead pools."""
+    base = _scratch_base()
+    remove_stale(base, f"{_SCRATCH_PREFIX}*")
+    return str(make_owned_temp_dir(base, _SCRATCH_PREFIX))
 
 
 def worker_command(fd: int) -> list[str]:
@@ -180,7 +193,7 @@ class WorkerPool:
             return
         self.devices = {}
         self._pending.clear()
-        self._scratch_dir = tempfile.mkdtemp(prefix="two4two-render-", dir=_scratch_base())
+        self._scratch_dir = _make_scratch_dir()
         _LIVE_POOLS.add(self)
         env = _worker_env()
         try:

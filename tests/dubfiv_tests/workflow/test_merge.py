@@ -274,3 +274,30 @@ def test_missing_image_and_unfinished_split(sources: tuple[Path, Path], tmp_path
     with pytest.raises(MergeError, match="this is a split folder"):
         merge_datasets(tmp_path / "d", [a, b / "train"], progress=False)
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("bad_id", ["../../../escaped", "/tmp/absolute", "a/b", "..",
+                                    "3F2B8C1E-9D4A-4C6E-8F0B-2A7D5E9C1B34x"])
+def test_an_id_that_is_no_file_name_is_refused(sources: tuple[Path, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture, bad_id: str,
+                                               ) -> None:
+    """Ids become file names: a crafted id must not read or write outside the datasets."""
+    a, b = sources
+    bad = damaged_copy(b, tmp_path, "bad")
+    path = bad / "train" / "parameters.jsonl"
+    lines = path.read_text().splitlines()
+    state = json.loads(lines[1])
+    old_id, state["id"] = state["id"], bad_id
+    lines[1] = json.dumps(state)
+    path.write_text("\n".join(lines) + "\n")
+    for suffix in (".png", "_mask.png"):  # the files the id points at exist where it points
+        target = bad / "train" / f"{bad_id}{suffix}"
+        if not bad_id.startswith("/"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(bad / "train" / f"{old_id}{suffix}", target)
+    dest = tmp_path / "out" / "dest"
+    assert main(["--destination", str(dest), "--datasets", str(a), str(bad), "--quiet"]) == 1
+    one_line_error(capsys, f"{path}: line 2: id", "is not a scene id")
+    assert not (tmp_path / "out").exists()  # nothing written, inside or outside dest
+    for suffix in (".png", "_mask.png"):  # where the merge would have put the files
+        assert not (dest / "train" / f"{bad_id}{suffix}").resolve().exists()
