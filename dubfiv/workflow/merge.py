@@ -35,7 +35,9 @@ agree, and intervention splits of the same name modify the same attributes.
 
 The merge is built in a hidden temporary folder beside the destination and
 renamed into place, so the destination is either absent, the old one, or the
-complete new one. An existing non-empty destination is refused unless
+complete new one. The temporary folders carry their process in their names
+(:func:`two4two.files.make_owned_temp_dir`); a merge into the same destination
+removes those of merges that were killed. An existing non-empty destination is refused unless
 ``force=True`` (then it is replaced). ``archive=True`` also packs
 ``<destination>.tar.gz`` (files stored by content; atomically).
 """
@@ -48,7 +50,6 @@ import json
 import os
 import shutil
 import tarfile
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -65,6 +66,7 @@ from dubfiv.workflow.dataset_dirs import (
     scan_dataset,
 )
 from two4two.dataset import INTERVENTION, PARAMETERS, SPLIT_ARGS
+from two4two.files import make_owned_temp_dir, remove_stale
 
 __all__ = [
     "MergeError",
@@ -295,7 +297,7 @@ def _swap_into_place(tmp: Path, destination: Path) -> None:
     if not destination.exists():
         os.rename(tmp, destination)
         return
-    trash = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}.old-"))
+    trash = make_owned_temp_dir(destination.parent, f".{destination.name}.old-")
     os.rename(destination, trash / "old")
     try:
         os.rename(tmp, destination)
@@ -395,7 +397,9 @@ def merge_datasets(
         "partial": {name: [str(r.resolve()) for r in roots] for name, roots in partial.items()},
     }
     destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}.merging-"))
+    for kind in ("merging", "old"):
+        remove_stale(destination.parent, f".{destination.name}.{kind}-*")
+    tmp = make_owned_temp_dir(destination.parent, f".{destination.name}.merging-")
     placer = _Placer(mode)
     try:
         _write_all(tmp, merged, placer, info, progress)

@@ -301,3 +301,22 @@ def test_an_id_that_is_no_file_name_is_refused(sources: tuple[Path, Path], tmp_p
     assert not (tmp_path / "out").exists()  # nothing written, inside or outside dest
     for suffix in (".png", "_mask.png"):  # where the merge would have put the files
         assert not (dest / "train" / f"{bad_id}{suffix}").resolve().exists()
+
+
+def test_a_killed_merges_temporary_folder_is_removed_by_the_next(
+        sources: tuple[Path, Path], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from two4two.files import owner_tag
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    host = owner_tag().split("-")[1]
+    stale = tmp_path / f".dest.merging-pid{dead}-{host}-abc"
+    live = tmp_path / f".dest.merging-{owner_tag()}-def"
+    for folder in (stale, live):
+        (folder / "train").mkdir(parents=True)
+    merge_datasets(tmp_path / "dest", list(sources), progress=False)
+    assert not stale.exists() and live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "dest"]
