@@ -81,8 +81,8 @@ def _find_dataset(run: Run, dataset_dir: str | os.PathLike | None) -> Path:
             return candidate / train.dataset
     tried = ", ".join(str(c / train.dataset) for c in candidates)
     raise AnalysisError(
-        f"dataset {train.dataset!r} of run {run.run_dir} not found (tried {tried}); pass "
-        "dataset_dir= (the folder holding the dataset) to Analysis.from_checkpoint."
+        f"dataset {train.dataset!r} of run {run.run_dir} not found (tried {tried}); set "
+        f"`dataset_dir` to the folder that holds {train.dataset}/"
     )
 
 

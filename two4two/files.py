@@ -134,16 +134,17 @@ _OS_ERROR_FIXES = {
 }
 
 
-def describe_os_error(error: OSError) -> str:
+def describe_os_error(error: OSError, otherwise: str | None = None) -> str:
     """One line for a failed file operation: the path, what went wrong, and the fix.
 
-    ``models/.models.torch.pid12-ab12cd34.x1.tmp: No space left on device; free
-    some space there or choose a folder on another disk``.
+    ``models/models.torch: No space left on device; free some space there or
+    choose a folder on another disk``. ``otherwise`` is the fix for errors
+    without one of their own (e.g. ``"choose another output folder"``).
     """
     reason = error.strerror or str(error) or type(error).__name__
     where = error.filename
     text = f"{where}: {reason}" if where is not None else f"file error: {reason}"
-    fix = _OS_ERROR_FIXES.get(error.errno or 0)
+    fix = _OS_ERROR_FIXES.get(error.errno or 0, otherwise)
     return f"{text}; {fix}" if fix else text
 
 

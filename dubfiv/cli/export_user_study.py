@@ -11,11 +11,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dubfiv.cli import _args
-from dubfiv.cli._oneline import OneLineParser, fail
+from dubfiv.cli._oneline import OneLineParser, fail, flags_of, guarded, in_flags
 from dubfiv.errors import DubfivError
 from two4two.errors import Two4TwoError
+
+if TYPE_CHECKING:
+    from dubfiv.study.export import ExportResult
 
 PROG = "dubfiv_export_user_study"
 
@@ -32,16 +36,19 @@ FLAGS = {
 }
 
 
-def flag_message(error: BaseException) -> str:
-    """The error's message with its leading setting name (``error.parameter``) as a flag."""
+def flag_message(error: BaseException, flags: dict[str, str] | None = None) -> str:
+    """The error's message with its leading setting name (``error.parameter``) as a flag,
+    and every backticked parameter (`` `dataset_dir` ``) as its flag (``flags``: the
+    parser's :func:`~dubfiv.cli._oneline.flags_of`, :data:`FLAGS` by default)."""
+    flags = {**(flags or {}), **FLAGS}
     text = str(error)
     parameter = getattr(error, "parameter", None)
-    flag = FLAGS.get(parameter or "")
+    flag = flags.get(parameter or "")
     if flag and text.startswith(parameter):
-        return flag + text[len(parameter):]
-    if flag:
-        return f"{flag}: {text}"
-    return text
+        text = flag + text[len(parameter):]
+    elif flag:
+        text = f"{flag}: {text}"
+    return in_flags(text, flags)
 
 
 def build_parser() -> OneLineParser:
@@ -119,7 +126,8 @@ def build_parser() -> OneLineParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``dubfiv_export_user_study``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from dubfiv.study.export import ExportConfig, export_user_study
 
     config = ExportConfig(
@@ -137,10 +145,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.quiet:
             print(f"[{PROG}] {message}", file=sys.stderr)
 
-    try:
-        result = export_user_study(config, [PROG, *argv], log)
-    except (DubfivError, Two4TwoError) as error:
-        return fail(PROG, flag_message(error))
+    def work() -> int:
+        try:
+            result = export_user_study(config, [PROG, *argv], log)
+        except (DubfivError, Two4TwoError) as error:
+            return fail(PROG, flag_message(error, flags_of(parser)))
+        report(result)
+        return 0
+
+    return guarded(PROG, parser, work)  # a failed file operation: one line, path and fix
+
+
+def report(result: ExportResult) -> None:
+    """Print what an export wrote (files, what to host, duration, notes)."""
     n_files = len(result.manifest["files"])
     study = result.study
     hosted = sum(1 for e in result.manifest["files"]
@@ -150,7 +167,6 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"({hosted} images); the survey takes about {study.estimated_minutes} minutes")
     for note in result.notes:
         print(f"note: {note}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from dubfiv.cli._oneline import OneLineParser, fail, flags_of, in_flags
 from dubfiv.errors import DubfivError
 from dubfiv.study.results import AnalysisConfig, analyse_study, summary_table, write_results
+from two4two.files import describe_os_error
 
 PROG = "dubfiv_study_results"
 
@@ -50,6 +52,16 @@ def build_parser() -> OneLineParser:
     return parser
 
 
+def write_error(error: OSError, output: Path) -> str:
+    """One line for results that could not be written: the output folder (or the file at
+    fault, where it lies elsewhere), what went wrong and the fix."""
+    name = error.filename
+    inside = name is None or Path(os.fsdecode(name)).absolute().parent == output.absolute()
+    shown = OSError(error.errno, error.strerror or str(error), str(output)) if inside else error
+    return (f"cannot write the results (nothing was changed there): "
+            f"{describe_os_error(shown)} (`output`)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -59,11 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         config = AnalysisConfig(min_duration_s=args.min_duration_s, reference=args.reference,
                                 seed=args.seed, mixed_model=args.mixed_model)
         results = analyse_study(args.responses, args.study, config)
-        paths = write_results(results, output)
     except DubfivError as exc:
         return fail(PROG, exc, flags=flags)
     except OSError as exc:
-        return fail(PROG, f"cannot write results to {output}: {exc}")
+        return fail(PROG, describe_os_error(exc))
+    try:
+        paths = write_results(results, output)
+    except OSError as exc:  # a full or read-only disk: the previous results, if any, stay
+        return fail(PROG, write_error(exc, output), flags=flags)
     print(in_flags(summary_table(results), flags))
     print(f"{results['n_used']} of {results['n_rows']} responses used")
     print("wrote " + ", ".join(str(p) for p in paths))

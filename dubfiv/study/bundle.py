@@ -8,6 +8,14 @@ else two renames microseconds apart). An existing, non-empty destination is
 only replaced if it holds a ``manifest.json`` (i.e. it is an earlier build), so
 ``--output ~`` cannot wipe a home folder.
 
+The temporary folders (``.<dest>.building-*``, which hold the answers in
+``records/``, ``.<dest>.old-*`` and ``.<dest>.probe-*``) carry their owner's
+pid and host (:func:`two4two.files.make_owned_temp_dir`); a build removes
+those of the same destination whose process is dead (a build killed with
+``kill -9`` or by a power cut), never those of a build still running. A full
+or read-only disk is a :class:`BundleError` naming the destination and the
+fix; the temporary folder is removed and the destination left as it was.
+
 :func:`write_manifest` lists every file (relative path, bytes, sha256) with the
 run, config, command line and library version they came from;
 :func:`verify_manifest` re-checks a folder against it.
@@ -18,24 +26,27 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
 import shlex
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from dubfiv.errors import DubfivError
 from dubfiv.study.content import write_text_atomic
+from two4two.files import describe_os_error, make_owned_temp_dir, remove_stale
 
 __all__ = [
     "MANIFEST",
+    "TEMP_KINDS",
     "BundleError",
     "build_atomically",
     "check_writable",
+    "remove_leftovers",
     "sha256_file",
     "verify_manifest",
     "write_manifest",
@@ -43,7 +54,11 @@ __all__ = [
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "dubfiv-study-manifest"
+TEMP_KINDS = ("building", "old", "probe")
+"""The temporary folders beside a destination: ``.<dest>.<kind>-pid<PID>-<host>-<random>``."""
 T = TypeVar("T")
+#: Errors of a disk that cannot take the build (as opposed to a bad input file).
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 class BundleError(DubfivError, RuntimeError):
@@ -78,11 +93,17 @@ def check_writable(dest: str | os.PathLike[str], replace_marker: str | None = MA
     if not anchor.is_dir():
         raise BundleError(f"cannot create {dest}: {anchor} is not a folder")
     try:
-        probe = tempfile.mkdtemp(prefix=f".{dest.name}.probe-", dir=anchor)
+        probe = make_owned_temp_dir(anchor, f".{dest.name}.probe-")
         os.rmdir(probe)
     except OSError as exc:
-        raise BundleError(f"cannot write in {anchor} ({exc.strerror}); choose another output "
-                          "folder") from exc
+        raise BundleError(f"cannot write in {_described(exc, anchor)}") from exc
+
+
+def _described(exc: OSError, path: Path) -> str:
+    """``<path>: <reason>; <fix>`` (:func:`~two4two.files.describe_os_error` naming ``path``)."""
+    reason = exc.strerror or str(exc)
+    return describe_os_error(OSError(exc.errno, reason, str(path)),
+                             otherwise="choose another output folder")
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -111,7 +132,7 @@ def _put_in_place(built: Path, dest: Path) -> None:
     if _exchange(built, dest):  # now `built` holds the old folder
         shutil.rmtree(built, ignore_errors=True)
         return
-    holder = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+    holder = make_owned_temp_dir(dest.parent, f".{dest.name}.old-")
     os.rename(dest, holder / "old")
     try:
         os.rename(built, dest)
@@ -122,24 +143,61 @@ def _put_in_place(built: Path, dest: Path) -> None:
     shutil.rmtree(holder, ignore_errors=True)
 
 
+def remove_leftovers(dest: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary folders of earlier builds of ``dest`` whose process is dead.
+
+    Returns what was removed; folders of a build still running (on this host or,
+    as their owner cannot be checked, on another) are kept.
+    """
+    dest = Path(dest).absolute()
+    removed: list[Path] = []
+    for kind in TEMP_KINDS:
+        try:
+            removed += remove_stale(dest.parent, f".{dest.name}.{kind}-*")
+        except OSError:  # a read-only parent: nothing can be cleaned, nothing will be built
+            continue
+    return removed
+
+
+def _disk_error(exc: OSError, dest: Path, tmp: Path | None) -> BundleError | None:
+    """A :class:`BundleError` for a full or read-only disk under the build, else ``None``
+    (an error reading the input stays what it is)."""
+    if exc.errno not in _DISK_ERRNOS:
+        return None
+    if exc.filename is not None and tmp is not None:
+        where = Path(os.fsdecode(exc.filename)).absolute()
+        if not where.is_relative_to(tmp) and not where.is_relative_to(dest.parent):
+            return None
+    return BundleError(f"cannot write the study folder {_described(exc, dest)}")
+
+
 def build_atomically(dest: str | os.PathLike[str], build_fn: Callable[[Path], T],
                      replace_marker: str | None = MANIFEST) -> T:
     """Run ``build_fn(tmp)`` on a fresh folder beside ``dest``, then make it ``dest``.
 
     Returns what ``build_fn`` returns. If it raises, the temporary folder is
-    removed and ``dest`` is untouched. The new folder gets mode 0755.
+    removed and ``dest`` is untouched; a full or read-only disk raises
+    :class:`BundleError`. The folder is private (0700) while it is built and gets
+    mode 0755 when it is put in place. Leftovers of killed builds of ``dest``
+    are removed first (:func:`remove_leftovers`).
     """
     dest = Path(dest).absolute()
     check_writable(dest, replace_marker)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.building-", dir=dest.parent))
+    tmp: Path | None = None
     try:
-        os.chmod(tmp, 0o755)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(dest)
+        tmp = make_owned_temp_dir(dest.parent, f".{dest.name}.building-")
         result = build_fn(tmp)
         check_writable(dest, replace_marker)  # it may have changed during the build
+        os.chmod(tmp, 0o755)
         _put_in_place(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        error = _disk_error(exc, dest, tmp) if isinstance(exc, OSError) else None
+        if error is not None:
+            raise error from exc
         raise
     return result
 

@@ -31,6 +31,7 @@ from dubfiv.files import atomic_write_text
 
 __all__ = [
     "CONDITION_KEYS",
+    "DEFAULT_TITLE",
     "EARLY_END_REASONS",
     "MIN_IMAGE_PX",
     "STUDY_JSON",
@@ -54,6 +55,9 @@ __all__ = [
 
 STUDY_JSON = "study.json"
 FORMAT_VERSION = 1
+#: The survey title participants see by default (:attr:`Study.title`): says nothing of the
+#: study's conditions or its internal name.
+DEFAULT_TITLE = "A study on how a computer sorts images"
 #: The conditions of the paper's study (others are allowed, with the same key rules).
 CONDITION_KEYS = ("baseline", "inn", "concepts")
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -304,7 +308,10 @@ EARLY_END_REASONS = ("declined", "device", "comprehension")
 
 @dataclasses.dataclass
 class Study:
-    """A whole study; JSON-serialisable via :meth:`to_dict` / :meth:`from_dict`."""
+    """A whole study; JSON-serialisable via :meth:`to_dict` / :meth:`from_dict`.
+
+    ``name`` is the researcher's internal name; participants see ``title``.
+    """
 
     name: str
     conditions: list[Condition]
@@ -353,6 +360,10 @@ class Study:
     redirect to Prolific's completion URL with this code at the end."""
     estimated_minutes: int | None = None
     """Estimated minutes to complete (:mod:`dubfiv.study.duration`), named in the consent."""
+    title: str = DEFAULT_TITLE
+    """The title participants see (the browser tab of the survey, Qualtrics' "Survey
+    title"); neutral on purpose. :attr:`name` is the researcher's internal name
+    (Qualtrics' project list, records) and is never shown to participants."""
 
     # ------------------------------------------------------------------ helpers
 

@@ -13,7 +13,8 @@
     records/<cond>.json       what each image shows (ids, logits, bins, scene parameters)
     records/task.json         attribute questions with their answers; prediction tasks
     records/tutorial.json     the tutorial's scenes and checks
-    records/image_names.json  the private table: neutral name -> what the image is
+    records/image_names.json  the private table: neutral name -> what the image is, and
+                              the random secret the names are made with
     manifest.json             every file with its sha256, run, config, command line, version
 
 The survey has a consent page (with the estimated duration and a device
@@ -31,6 +32,11 @@ folder is built beside the destination and renamed into place
 destination as it was and a rerun replaces an earlier export in one step.
 ``manifest.json`` is written last. Errors name the :class:`ExportConfig`
 field (``ExportError.parameter``); the command maps it to its flag.
+
+The image names are keyed by a random secret kept in ``records/`` (never
+hosted); a re-export into the same folder reuses it, so the names stay the
+same (:mod:`dubfiv.study.names`). Participants see a neutral survey title
+(:attr:`~dubfiv.study.content.Study.title`), never the study's internal name.
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ from dubfiv.study.figures import (
     concepts_material,
     inn_material,
 )
-from dubfiv.study.names import PUBLIC_DIR, ImageNamer
+from dubfiv.study.names import PUBLIC_DIR, ImageNamer, read_secret
 from dubfiv.study.preview import write_preview
 from dubfiv.study.qualtrics import QsfError, validate_qsf, write_qsf
 from dubfiv.study.task import answer_attributes, prediction_tasks, read_ground_truth
@@ -140,7 +146,9 @@ class ExportConfig:
         batch_size: images per forward pass.
         cache: use the run's analysis cache (``<run_dir>/analysis_cache``).
         progress: progress bars and step messages.
-        name: the survey's name (default ``dubfiv study <run name>``).
+        name: the survey's internal name, for the researcher only (records, README,
+            Qualtrics' project list; default ``dubfiv study <run name>``); participants
+            see :attr:`~dubfiv.study.content.Study.title` instead.
     """
 
     run_dir: Path
@@ -320,8 +328,9 @@ def _class_names(label_attribute: str) -> tuple[str, str]:
 def _readme(study: Study, config: ExportConfig, placeholder: bool, minutes: int) -> str:
     warning = (
         f"\n**The images are referenced under the placeholder `{config.image_base_url}`.** "
-        "Host the folder `public/` somewhere and export again with `--image-base-url` set to "
-        "its address before importing `study.qsf` into Qualtrics.\n" if placeholder else "")
+        "Host the folder `public/` somewhere and export again into this folder (so the image "
+        "names stay the same) with `--image-base-url` set to its address before importing "
+        "`study.qsf` into Qualtrics.\n" if placeholder else "")
     conditions = ", ".join(f"`{c.key}`" for c in study.conditions)
     prolific = (f"Prolific: completion code `{study.prolific_completion_code}` (the survey "
                 "reads PROLIFIC_PID, STUDY_ID and SESSION_ID from the URL and redirects to "
@@ -433,8 +442,9 @@ def export_user_study(config: ExportConfig, command_line: Sequence[str] | None =
     placeholder = config.image_base_url.rstrip("/") == PLACEHOLDER_BASE_URL
     if placeholder:
         notes.append(f"images are referenced under the placeholder {PLACEHOLDER_BASE_URL}; "
-                     "host the folder public/ and export again with --image-base-url set to "
-                     "its address (see docs/user_study.md)")
+                     "host the folder public/ and export again into the same folder (the "
+                     "image names stay the same) with --image-base-url set to its address "
+                     "(see docs/user_study.md)")
     if gt_info["status"] != "read":
         notes.append(f"no ground truth ({gt_info['status']}: {gt_info['path']}); all "
                      "attributes are asked and their answers left open (run "
@@ -445,13 +455,17 @@ def export_user_study(config: ExportConfig, command_line: Sequence[str] | None =
         notes.append("no Prolific completion code: the survey neither reads Prolific's URL "
                      "parameters nor redirects to Prolific (--prolific-completion-code)")
     name = config.name or f"dubfiv study {Path(config.run_dir).absolute().name}"
+    secret = read_secret(config.destination)
+    if secret is None and (config.destination / "manifest.json").is_file():
+        notes.append("the earlier export in the output folder has no naming secret (an "
+                     "older version), so the images got new names: upload public/ again")
     config_path = experiment_beside(checkpoint)
     args = list(command_line) if command_line is not None else [
         "dubfiv.study.export.export_user_study", json.dumps(
             {k: str(v) for k, v in dataclasses.asdict(config).items()})]
 
     def build(folder: Path) -> Study:
-        namer = ImageNamer(config.seed, name)
+        namer = ImageNamer(secret)
         tutorial = None
         if config.tutorial:
             t0 = time.perf_counter()

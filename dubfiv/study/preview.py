@@ -9,7 +9,8 @@ the prediction tasks and the end text; the messages of the early ends in
 collapsed notes. Researcher notes (ground truth, the checks' right answers,
 model logits and predictions, the Prolific code) sit in collapsed
 ``<details>`` elements; pass ``show_answers=False`` for a preview that can be
-shown to participants. It lives beside ``public/``, never in it.
+shown to participants (it is headed by the study's neutral ``title``, not by its
+internal ``name``). It lives beside ``public/``, never in it.
 """
 
 from __future__ import annotations
@@ -133,12 +134,13 @@ def render_preview(study: Study, show_answers: bool = True) -> str:
                if study.estimated_minutes else "")
     prolific = (f" Prolific: completion code <code>{esc(str(study.prolific_completion_code))}"
                 "</code>." if study.prolific and show_answers else "")
+    heading = study.name if show_answers else study.title  # participants: the neutral title
     out = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(study.name)}: study preview</title>", f"<style>{_CSS}</style>",
+        f"<title>{esc(heading)}: study preview</title>", f"<style>{_CSS}</style>",
         "</head><body>",
-        f"<header><strong>{esc(study.name)}</strong> &mdash; study preview "
+        f"<header><strong>{esc(heading)}</strong> &mdash; study preview "
         f"<nav>{' '.join(nav)}</nav><div>{''.join(buttons)}</div></header>",
         "<main>",
         f'<p class="note">This page shows every page of the survey in order.{minutes}'

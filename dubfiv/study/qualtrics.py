@@ -436,7 +436,7 @@ def build_qsf(study: Study, image_base_url: str | None = None,
             "NoIndex": "Yes", "SecureResponseFiles": "true", "SurveyExpiration": "None",
             "SurveyTermination": "DefaultMessage", "Header": "", "Footer": "",
             "ProgressBarDisplay": "None", "PartialData": "+1 week",
-            "PreviousButton": " ← ", "NextButton": " → ", "SurveyTitle": study.name,
+            "PreviousButton": " ← ", "NextButton": " → ", "SurveyTitle": study.title,
             "SurveyLanguage": "EN"}),
         element("SCO", "Scoring", None, {
             "ScoringCategories": [], "ScoringCategoryGroups": [],

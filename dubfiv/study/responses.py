@@ -9,13 +9,22 @@ Missing answers: an empty cell and Qualtrics' ``-99`` ("seen but not
 answered", written when a participant saw a question and skipped it) are both
 *missing* (:func:`is_missing`). A missing answer is neither an error nor a
 wrong answer: it is left out of every count (see ``docs/study_analysis.md``).
+
+A damaged file is an error naming the file, the line and the fix, never a
+response: a data row with fewer cells than the header (a download cut in the
+middle of a row), a quoted field still open at the end of the file, and a file
+that is not UTF-8 (Excel's "CSV" in Windows-1252/Latin-1, or its "Unicode
+text" in UTF-16) -- Excel also rewrites dates and long IDs, so the fix is to
+export the responses from Qualtrics again.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import datetime as dt
+import io
 import json
 import os
 from pathlib import Path
@@ -36,6 +45,8 @@ __all__ = [
 
 #: Cell values that mean "no answer": empty, and Qualtrics' "seen but unanswered".
 MISSING_CODES = frozenset({"", "-99"})
+_EXPORT_AGAIN = ("export the responses from Qualtrics again (Data & Analysis > Export & "
+                 "Import > Export Data > CSV) and pass that file unchanged")
 
 
 class ResultsError(DubfivError, ValueError):
@@ -49,7 +60,7 @@ def is_missing(value: str) -> bool:
 
 @dataclasses.dataclass
 class Responses:
-    """The CSV: header rows and data rows (lists of cells, padded to the header width)."""
+    """The CSV: header rows and data rows (lists of cells, none shorter than the header)."""
 
     path: Path
     tags: list[str]
@@ -65,30 +76,79 @@ class Responses:
         return None
 
 
+def _decode(path: Path, data: bytes) -> str:
+    """The text of a UTF-8 file (a byte-order mark is dropped); :class:`ResultsError`
+    naming what the file is instead (UTF-16, Windows-1252/Latin-1) and the fix."""
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
+        len(data) >= 4 and b"\0" in data[:4])
+    if utf16:
+        raise ResultsError(
+            f"{path} is UTF-16 text (as Excel saves \"Unicode text\", usually tab-separated), "
+            f"not Qualtrics' CSV; {_EXPORT_AGAIN}, or save it from Excel as \"CSV UTF-8\"")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ResultsError(
+            f"{path}, line {line}: not UTF-8 (probably Windows-1252/Latin-1, as Excel saves "
+            f"\"CSV\"); {_EXPORT_AGAIN}, or save it from Excel as \"CSV UTF-8\"") from None
+
+
+def _rows(path: Path, text: str) -> list[tuple[int, list[str]]]:
+    """``(first line, cells)`` of every CSV row; :class:`ResultsError` for a quoted field
+    that is never closed or other broken quoting, naming the line."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[tuple[int, list[str]]] = []
+    start = 1
+    try:
+        for row in reader:
+            rows.append((start, row))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        lines = text.count("\n") + (not text.endswith("\n"))
+        what = ("a quoted field is never closed (the file ends inside it, so it was cut "
+                "off)" if reader.line_num >= lines else f"broken quoting ({exc})")
+        raise ResultsError(f"{path}, line {start}: {what}; {_EXPORT_AGAIN}") from None
+    return rows
+
+
 def read_responses(path: str | os.PathLike[str]) -> Responses:
-    """Read a Qualtrics CSV export (three header rows); blank rows are dropped."""
+    """Read a Qualtrics CSV export (three header rows); blank rows are dropped.
+
+    Raises:
+        ResultsError: no such file, not UTF-8, broken quoting, no Qualtrics header, or a
+            data row shorter than the header (the message names the file and line).
+    """
     path = Path(path)
     if not path.is_file():
         raise ResultsError(f"responses file {path} not found (export the survey's responses "
                            "from Qualtrics as CSV and pass its path as `responses_csv`)")
     try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            table = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ResultsError(f"cannot read {path} as CSV: {exc}") from exc
-    if len(table) < 3 or not table[2] or not table[2][0].lstrip().startswith("{"):
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ResultsError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    table = _rows(path, _decode(path, data))
+    if len(table) < 3 or not table[2][1] or not table[2][1][0].lstrip().startswith("{"):
         raise ResultsError(f"{path} does not start with Qualtrics' three header rows (export "
                            "tag, question text, import id); export it again as CSV without "
                            "removing rows")
     import_ids = []
-    for cell in table[2]:
+    for cell in table[2][1]:
         try:
             import_ids.append(str(json.loads(cell).get("ImportId", "")))
         except (json.JSONDecodeError, AttributeError):
             import_ids.append("")
-    width = len(table[0])
-    rows = [r + [""] * (width - len(r)) for r in table[3:] if any(c.strip() for c in r)]
-    return Responses(path, [t.strip() for t in table[0]], import_ids, rows)
+    width = len(table[0][1])
+    rows = []
+    for line, row in table[3:]:
+        if not any(c.strip() for c in row):
+            continue
+        if len(row) < width:
+            raise ResultsError(
+                f"{path}, line {line}: a response with {len(row)} of the header's {width} "
+                f"columns (the file was cut off or damaged); {_EXPORT_AGAIN}")
+        rows.append(row)
+    return Responses(path, [t.strip() for t in table[0][1]], import_ids, rows)
 
 
 def choice(value: str, labels: list[str], where: str) -> int | None:

@@ -43,6 +43,7 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ from dubfiv.study.condition_effect import (
     compare_conditions,
     default_reference,
 )
-from dubfiv.study.content import Study, write_text_atomic
+from dubfiv.study.content import Study
 from dubfiv.study.exclusions import (
     FINISHED,
     RESPONSE_ID,
@@ -60,7 +61,14 @@ from dubfiv.study.exclusions import (
 )
 from dubfiv.study.qualtrics import QsfError, ResponseLayout, read_qsf, response_layout
 from dubfiv.study.responses import Responses, ResultsError, choice, read_responses
-from dubfiv.study.results_figure import write_accuracy_figure, write_figure
+from dubfiv.study.results_figure import (
+    accuracy_figure,
+    relevance_figure,
+    save_png,
+    write_accuracy_figure,
+    write_figure,
+)
+from two4two.files import atomic_write_many
 
 __all__ = [
     "ACCURACY_PNG",
@@ -265,16 +273,25 @@ def analyse_study(responses_csv: str | os.PathLike[str], study_dir: str | os.Pat
 
 def write_results(results: dict[str, Any], output_dir: str | os.PathLike[str]
                   ) -> tuple[Path, Path, Path]:
-    """Write ``results.json``, ``results.png`` and ``accuracy.png`` into ``output_dir``."""
+    """Write ``results.json``, ``results.png`` and ``accuracy.png`` into ``output_dir``.
+
+    The three change together (:func:`two4two.files.atomic_write_many`: every file is
+    rendered to a temporary path first, then all are renamed), so a full or read-only
+    disk leaves the previous set or none, never ``results.json`` without its figures.
+
+    Raises:
+        OSError: the folder cannot be created or written (nothing was changed there).
+    """
     out = Path(output_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ResultsError(f"cannot create output folder {out}: {exc.strerror}") from exc
-    json_path = out / RESULTS_JSON
-    write_text_atomic(json_path, json.dumps(results, indent=2) + "\n")
-    return (json_path, write_figure(results, out / RESULTS_PNG),
-            write_accuracy_figure(results, out / ACCURACY_PNG))
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results, indent=2) + "\n"
+    figures = {RESULTS_PNG: relevance_figure(results), ACCURACY_PNG: accuracy_figure(results)}
+    writers: dict[Path, Callable[[Path], Any]] = {
+        out / RESULTS_JSON: lambda tmp: tmp.write_bytes(text.encode("utf-8"))}
+    for name, fig in figures.items():
+        writers[out / name] = lambda tmp, fig=fig: save_png(fig, tmp)
+    json_path, relevance_path, accuracy_path = atomic_write_many(writers)
+    return json_path, relevance_path, accuracy_path
 
 
 def ci_text(ci: list[float] | None, fmt: str = ".2f") -> str:

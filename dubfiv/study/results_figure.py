@@ -1,19 +1,46 @@
-"""Figures of :mod:`dubfiv.study.results`: relevance shares and attribute accuracy."""
+"""Figures of :mod:`dubfiv.study.results`: relevance shares and attribute accuracy.
+
+:func:`relevance_figure` and :func:`accuracy_figure` draw (in memory);
+:func:`save_png` writes a figure to a path as is (for
+:func:`two4two.files.atomic_write_many`, which renders to temporary paths), and
+:func:`write_figure` and :func:`write_accuracy_figure` each write one file atomically.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dubfiv.files import atomic_write
 
-__all__ = ["write_accuracy_figure", "write_figure"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["accuracy_figure", "relevance_figure", "save_png", "write_accuracy_figure",
+           "write_figure"]
+
+
+def save_png(fig: Figure, path: str | os.PathLike[str]) -> None:
+    """Write ``fig`` to ``path`` as PNG (150 dpi), not atomically: see :func:`write_figure`."""
+    fig.savefig(path, format="png", dpi=150)
 
 
 def write_figure(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write :func:`relevance_figure` to ``path`` atomically; return the path."""
+    fig = relevance_figure(results)
+    return atomic_write(path, lambda tmp: save_png(fig, tmp))
+
+
+def write_accuracy_figure(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write :func:`accuracy_figure` to ``path`` atomically; return the path."""
+    fig = accuracy_figure(results)
+    return atomic_write(path, lambda tmp: save_png(fig, tmp))
+
+
+def relevance_figure(results: dict[str, Any]) -> Figure:
     """One panel per condition: share judged relevant (bars, 95% CI), ground truth marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -44,10 +71,10 @@ def write_figure(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         ax.set_title(f"{key} (n={cond['n_participants']})")
     axes[0].set_ylabel("share judging the attribute relevant")
     axes[0].legend(loc="upper right", fontsize="small")
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150))
+    return fig
 
 
-def write_accuracy_figure(results: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+def accuracy_figure(results: dict[str, Any]) -> Figure:
     """Per condition: each participant's attribute accuracy (dots, jittered), the mean
     with its bootstrap 95% interval (black), and the odds ratio vs the reference.
 
@@ -97,4 +124,4 @@ def write_accuracy_figure(results: dict[str, Any], path: str | os.PathLike[str])
     if not acc["attributes_with_truth"]:
         ax.text((len(keys) - 1) / 2, 0.5, "no attribute with known ground truth",
                 ha="center", color="grey")
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150))
+    return fig

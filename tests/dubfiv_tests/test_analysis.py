@@ -156,7 +156,7 @@ def test_data_summary_and_encode_agree_with_the_model(
 
 
 def test_missing_dataset_and_bad_head_are_clear_errors(run_copy: Path, tmp_path: Path) -> None:
-    with pytest.raises(AnalysisError, match="dataset_dir="):
+    with pytest.raises(AnalysisError, match="`dataset_dir`"):
         _load(run_copy, dataset_dir=tmp_path / "nowhere")
     with pytest.raises(AnalysisError, match="head 3"):
         _load(run_copy, head=3)

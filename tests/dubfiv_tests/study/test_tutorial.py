@@ -41,6 +41,8 @@ CHANGED = ("spherical", "bending", "obj_rotation_roll", "obj_rotation_pitch",
            "obj_rotation_yaw", "position_x", "position_y", "arm_position", "obj_color",
            "bg_color")
 
+SECRET = bytes(range(32))  # a fixed naming secret (an export draws a random one)
+
 
 def _fake_render(scenes, settings, progress=None):
     """Each scene as a flat colour made from its attributes (distinct per scene)."""
@@ -101,7 +103,7 @@ def test_colour_maps_are_read_from_scenes() -> None:
 def test_tutorial_pages_and_checks(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr("dubfiv.study.tutorial.render_scenes", _fake_render)
     lines: list[str] = []
-    namer = ImageNamer(3, "study")
+    namer = ImageNamer(SECRET)
     tut = build_tutorial(tmp_path, default_attributes(), TutorialSettings(resolution=32),
                          RenderSettings(cell_pixels=128), seed=3, namer=namer, log=lines.append)
     assert [p.title for p in tut.pages] == [f"Attribute: {a.label}"
@@ -125,7 +127,7 @@ def test_tutorial_pages_and_checks(tmp_path: Path, monkeypatch) -> None:
     # the seed draws the checks; the same seed gives the same tutorial
     again = build_tutorial(tmp_path / "again", default_attributes(),
                            TutorialSettings(resolution=32), RenderSettings(cell_pixels=128),
-                           seed=3, namer=ImageNamer(3, "study"))
+                           seed=3, namer=ImageNamer(SECRET))
     assert again.checks == tut.checks
     draws = {tuple(build_tutorial(tmp_path / f"s{s}", default_attributes(),
                                   TutorialSettings(resolution=32), RenderSettings(), seed=s)
@@ -148,7 +150,7 @@ def test_tutorial_renders_with_two4two(tmp_path: Path) -> None:
     start = time.perf_counter()
     settings = TutorialSettings(resolution=48, samples=8, device="cpu")
     tut = build_tutorial(tmp_path, default_attributes(), settings, RenderSettings(cell_pixels=96),
-                         seed=0, namer=ImageNamer(0, "real"))
+                         seed=0, namer=ImageNamer())
     seconds = time.perf_counter() - start
     arrays = {img.path: np.asarray(Image.open(tmp_path / img.path).convert("RGB"), np.float64)
               for p in [*tut.pages, tut.comprehension_page] for img in p.images}
@@ -170,18 +172,21 @@ def test_tutorial_renders_with_two4two(tmp_path: Path) -> None:
 
 
 def test_neutral_names() -> None:
-    a, b = ImageNamer(0, "s"), ImageNamer(0, "s")
+    a, b = ImageNamer(SECRET), ImageNamer(SECRET)
     keys = [f"baseline/row{r}_bin{k}" for r in range(1, 7) for k in range(1, 6)]
     paths = [a.path(k) for k in keys]
-    assert paths == [b.path(k) for k in keys]  # deterministic in seed and name
+    assert paths == [b.path(k) for k in keys]  # deterministic in the secret
     assert len(set(paths)) == len(keys)
     for path in paths:
         assert re.fullmatch(r"public/[0-9a-f]{16}\.png", path)
-    assert ImageNamer(1, "s").path(keys[0]) != paths[0]
-    assert ImageNamer(0, "t").path(keys[0]) != paths[0]
+    assert ImageNamer(bytes(32)).path(keys[0]) != paths[0]
+    assert ImageNamer().path(keys[0]) != ImageNamer().path(keys[0])  # a new random secret
     with pytest.raises(NamingError, match="twice"):
         a.path(keys[0])
+    with pytest.raises(NamingError):
+        ImageNamer(b"short")
     assert [e["key"] for e in a.table()["images"]] == keys
+    assert a.table()["secret"] == SECRET.hex()
     assert a.keys()[keys[3]] == paths[3]
 
 
