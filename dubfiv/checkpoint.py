@@ -22,6 +22,7 @@ from dubfiv.errors import DubfivError
 from dubfiv.files import atomic_write
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
     "CheckpointError",
     "LegacyObject",
     "atomic_write",
@@ -30,13 +31,39 @@ __all__ = [
 ]
 
 
+CHECKPOINT_FORMAT = "dubfiv-run-1"
+"""``state["format"]`` of a checkpoint written by ``dubfiv_train`` (one that can be resumed)."""
+
+
 class CheckpointError(DubfivError, RuntimeError):
     """A checkpoint is missing or unreadable."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """``torch.save(state)`` to ``path`` atomically (temporary file, then rename)."""
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """``torch.save(state)`` to ``path`` atomically (temporary file, then rename).
+
+    Raises:
+        OSError: the write failed (a full disk, a read-only file system); ``filename``
+            is the temporary file, which is removed, and ``path`` is untouched.
+    """
+    return atomic_write(path, lambda tmp: _save(state, tmp))
+
+
+def _save(state: dict[str, Any], tmp: Path) -> None:
+    """``torch.save`` through a Python file, so that a failed write is an ``OSError``
+    (torch's own writer reports it as a ``RuntimeError`` without the reason)."""
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+    except RuntimeError as error:
+        cause = error.__cause__ or error.__context__
+        if isinstance(cause, OSError):
+            raise OSError(cause.errno, cause.strerror, str(tmp)) from error
+        raise
+    except OSError as error:
+        if error.filename is None:
+            raise OSError(error.errno, error.strerror, str(tmp)) from error
+        raise
 
 
 # --------------------------------------------------------------------------- legacy pickles

@@ -10,10 +10,13 @@ An experiment is three parts, kept either in one TOML file (``[model]``,
 * :class:`ClassifierConfig` -- the linear heads, each reading the output of
   one flow layer (``after_layer``).
 
-Parsing is strict: an unknown key, a missing required key or a value of the
-wrong type is a :class:`ConfigError` that names the key and the file. Every
-field carries a ``help`` text in its metadata; ``scripts/config_reference.py``
-turns them into the README's configuration reference.
+Parsing is strict: an unknown key, a missing required key, a value of the
+wrong type or out of its range is a :class:`ConfigError` that names the key and
+the file. Every field carries a ``help`` text in its metadata, and every
+numeric field its allowed :class:`Range` (checked by :func:`validate` when a
+file is parsed, and again by the trainer for configs built in Python);
+``scripts/config_reference.py`` turns both into the README's configuration
+reference.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, Literal, TypeVar, Union
 
 import toml
 
+from dubfiv.config_ranges import AT_LEAST_1, BETA, NON_NEGATIVE, POSITIVE, PROBABILITY, Range
 from dubfiv.errors import DubfivError
 
 __all__ = [
@@ -39,6 +43,7 @@ __all__ = [
     "LayerConfig",
     "ModelConfig",
     "OptimizerConfig",
+    "Range",
     "ScheduleConfig",
     "TrainConfig",
     "dumps",
@@ -47,6 +52,7 @@ __all__ = [
     "load_experiment_parts",
     "save_experiment",
     "to_dict",
+    "validate",
 ]
 
 T = TypeVar("T")
@@ -56,9 +62,17 @@ class ConfigError(DubfivError, ValueError):
     """A configuration file or dictionary does not match the dataclasses."""
 
 
-def _help(text: str, **kwargs: Any) -> Any:
-    """A dataclass field with a ``help`` text for the configuration reference."""
-    return dataclasses.field(metadata={"help": text}, **kwargs)
+def _help(text: str, check: Range | None = None, length: int | None = None,
+          **kwargs: Any) -> Any:
+    """A dataclass field with a ``help`` text for the configuration reference, and for a
+    numeric field its allowed :class:`Range` (``check``; for a list: of each entry, and
+    ``length`` entries)."""
+    metadata: dict[str, Any] = {"help": text}
+    if check is not None:
+        metadata["range"] = check
+    if length is not None:
+        metadata["length"] = length
+    return dataclasses.field(metadata=metadata, **kwargs)
 
 
 # --------------------------------------------------------------------------- schedules
@@ -74,7 +88,8 @@ class ScheduleConfig:
         default="constant",
     )
     fade_in_steps: int = _help(
-        "Samples (not batches) of the linear warm-up of `fade_in_cosine`.", default=0
+        "Samples (not batches) of the linear warm-up of `fade_in_cosine`.", NON_NEGATIVE,
+        default=0,
     )
 
 
@@ -83,11 +98,12 @@ class OptimizerConfig:
     """A torch optimiser and its learning-rate schedule."""
 
     name: Literal["adam", "sgd"] = _help("Optimiser: `adam` or `sgd`.", default="adam")
-    lr: float = _help("Peak learning rate.", default=1e-3)
-    weight_decay: float = _help("L2 weight decay.", default=0.0)
-    momentum: float = _help("SGD momentum (ignored by Adam).", default=0.0)
+    lr: float = _help("Peak learning rate.", POSITIVE, default=1e-3)
+    weight_decay: float = _help("L2 weight decay.", NON_NEGATIVE, default=0.0)
+    momentum: float = _help("SGD momentum (ignored by Adam).", BETA, default=0.0)
     betas: list[float] = _help(
-        "Adam's (beta1, beta2) (ignored by SGD).", default_factory=lambda: [0.9, 0.999]
+        "Adam's (beta1, beta2) (ignored by SGD).", BETA, length=2,
+        default_factory=lambda: [0.9, 0.999],
     )
     schedule: ScheduleConfig = _help(
         "Learning-rate schedule over the training samples.", default_factory=ScheduleConfig
@@ -111,10 +127,11 @@ class FadeOutAndPool:
     channels_to_keep: Literal["half", "no_fade_out"] | int = _help(
         '"half" fades out the second half of the channels as a latent; "no_fade_out" '
         "adds no split layer; an integer keeps that many channels.",
-        default="half",
+        AT_LEAST_1, default="half",
     )
     pool: int = _help(
-        "2: one space-to-depth layer (2x2 pixels -> 4x channels); 1: none.", default=2
+        "2: one space-to-depth layer (2x2 pixels -> 4x channels); 1: none.", AT_LEAST_1,
+        default=2,
     )
 
 
@@ -125,8 +142,8 @@ class FlowBlocks:
     name: Literal["flow_blocks"] = _help(
         "Layer group kind; selects this table.", default="flow_blocks"
     )
-    n_blocks: int = _help("Number of blocks (each adds 3 layers).", default=1)
-    block_channels: int = _help("Hidden width of each coupling CNN.", default=128)
+    n_blocks: int = _help("Number of blocks (each adds 3 layers).", AT_LEAST_1, default=1)
+    block_channels: int = _help("Hidden width of each coupling CNN.", AT_LEAST_1, default=128)
     conv_1x1_kernel: bool = _help(
         "Coupling CNN of three 1x1 convs without ActNorm (for 1x1 resolution).",
         default=False,
@@ -147,23 +164,26 @@ class ModelConfig:
         "Layer groups in order (`[[model.layers]]` tables with `name`).",
         default_factory=list,
     )
-    image_size: int = _help("Input height and width in pixels.", default=128)
-    in_channels: int = _help("Input channels (3 for RGB).", default=3)
+    image_size: int = _help("Input height and width in pixels.", AT_LEAST_1, default=128)
+    in_channels: int = _help("Input channels (3 for RGB).", AT_LEAST_1, default=3)
 
 
 @dataclasses.dataclass
 class ClassifierConfig:
     """A linear, interpretable head ``logit = w . flatten(h) + b`` on one flow layer."""
 
-    after_layer: int = _help("Index of the flow layer whose output the head reads.", default=0)
+    after_layer: int = _help("Index of the flow layer whose output the head reads.",
+                             NON_NEGATIVE, default=0)
     in_channels: int = _help(
-        "Number of input features (C*H*W of that layer's output).", default=0
+        "Number of input features (C*H*W of that layer's output; 0: inferred).", NON_NEGATIVE,
+        default=0,
     )
     label: str = _help("Dataset attribute to predict (binary).", default="obj_name")
-    loss_weight: float = _help("Weight of the head's BCE in the total loss.", default=1.0)
+    loss_weight: float = _help("Weight of the head's BCE in the total loss.", NON_NEGATIVE,
+                               default=1.0)
     label_noise: float = _help(
         "Probability of replacing each label with a random bit during training.",
-        default=0.0,
+        PROBABILITY, default=0.0,
     )
     backpropagate_loss: bool = _help(
         "Let the head's loss flow into the invertible network.", default=True
@@ -189,9 +209,12 @@ class TrainConfig:
         default="two4two_obj_color_and_spherical_finer_search_spherical_uniform_0.33_uniform_0.15",
     )
     dataset_dir: str = _help("Folder that holds datasets.", default="data")
-    n_train_samples: int = _help("Training budget in samples (not batches).", default=2_500_000)
-    batch_size: int = _help("Global batch size (split across processes).", default=40)
-    seed: int = _help("Seed of initialisation, data order and noise.", default=0)
+    n_train_samples: int = _help("Training budget in samples (not batches).", AT_LEAST_1,
+                                 default=2_500_000)
+    batch_size: int = _help("Global batch size (split across processes).", AT_LEAST_1,
+                            default=40)
+    seed: int = _help("Seed of initialisation, data order and noise.", NON_NEGATIVE,
+                      default=0)
     optimizer: OptimizerConfig = _help(
         "Optimiser of the invertible network.",
         default_factory=lambda: OptimizerConfig(
@@ -201,21 +224,31 @@ class TrainConfig:
         ),
     )
     n_init_samples: int = _help(
-        "Images used for the data-dependent ActNorm initialisation.", default=256
+        "Images used for the data-dependent ActNorm initialisation.", AT_LEAST_1, default=256
     )
     dequantize: bool = _help("Add uniform noise of width 1/256 to training images.", default=True)
     val_every_samples: int = _help("Validate every this many samples (0: only at the end).",
-                                   default=50_000)
-    n_val_samples: int = _help("Validation images per evaluation (0: whole split).", default=1000)
+                                   NON_NEGATIVE, default=50_000)
+    n_val_samples: int = _help("Validation images per evaluation (0: whole split).",
+                               NON_NEGATIVE, default=1000)
     checkpoint_every_samples: int = _help(
-        "Write a checkpoint every this many samples (0: only at the end).", default=100_000
+        "Write a checkpoint every this many samples (0: only at the start and the end).",
+        NON_NEGATIVE, default=100_000,
+    )
+    checkpoint_every_minutes: float = _help(
+        "Also write a checkpoint once this many minutes of wall time have passed since the "
+        "last one (0: never), so that a kill loses at most that much.", NON_NEGATIVE,
+        default=30.0,
     )
     sample_every_samples: int = _help(
-        "Save generated sample images every this many samples (0: never).", default=100_000
+        "Save generated sample images every this many samples (0: never).", NON_NEGATIVE,
+        default=100_000,
     )
-    sample_temperature: float = _help("Temperature of the Gaussian for samples.", default=0.7)
-    max_grad_norm: float = _help("Clip the gradient norm to this (0: no clipping).", default=0.0)
-    num_workers: int = _help("DataLoader worker processes.", default=0)
+    sample_temperature: float = _help("Temperature of the Gaussian for samples.", NON_NEGATIVE,
+                                      default=0.7)
+    max_grad_norm: float = _help("Clip the gradient norm to this (0: no clipping).",
+                                 NON_NEGATIVE, default=0.0)
+    num_workers: int = _help("DataLoader worker processes.", NON_NEGATIVE, default=0)
     logger: Literal["none", "tensorboard", "wandb"] = _help(
         "Optional experiment logger (needs the package installed).", default="none"
     )
@@ -253,6 +286,40 @@ def _type_name(tp: Any) -> str:
 def _fail(source: str, key: str, message: str) -> ConfigError:
     where = f"key '{key}'" if key else "top level"
     return ConfigError(f"{source}: {where}: {message}")
+
+
+def validate(config: Any, source: str = "experiment config", prefix: str = "") -> None:
+    """Check every numeric value of the config dataclass ``config`` (and of the ones it
+    holds) against its field's :class:`Range`.
+
+    Args:
+        config: a config dataclass (e.g. :class:`ExperimentConfig`).
+        source: the file (or other origin) named in the message.
+        prefix: the dotted key of ``config`` itself (``"train"``; ``""`` for the top).
+
+    Raises:
+        ConfigError: a value out of range (``x.toml: key 'train.batch_size': must be at
+            least 1, got 0``), or a list of the wrong length.
+    """
+    for field in dataclasses.fields(config):
+        key = f"{prefix}.{field.name}" if prefix else field.name
+        _check_value(getattr(config, field.name), field.metadata, key, source)
+
+
+def _check_value(value: Any, metadata: Mapping[str, Any], key: str, source: str) -> None:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        validate(value, source, key)
+    elif isinstance(value, list | tuple):
+        length = metadata.get("length")
+        if length is not None and len(value) != length:
+            raise _fail(source, key, f"must have {length} entries, got {len(value)}")
+        for i, item in enumerate(value):
+            _check_value(item, metadata, f"{key}[{i}]", source)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        check = metadata.get("range")
+        problem = check.problem(value) if check is not None else None
+        if problem is not None:
+            raise _fail(source, key, problem)
 
 
 def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
@@ -353,10 +420,13 @@ def from_dict(cls: type[T], data: Mapping[str, Any], source: str = "<dict>") -> 
         source: the file name used in error messages.
 
     Raises:
-        ConfigError: unknown key, missing key or wrong type; the message names
-            the file and the dotted key.
+        ConfigError: unknown key, missing key, wrong type or a value out of its range
+            (:func:`validate`); the message names the file and the dotted key.
     """
-    return _convert(cls, data, "", source)
+    config = _convert(cls, data, "", source)
+    if dataclasses.is_dataclass(config):
+        validate(config, source)
+    return config
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -413,6 +483,8 @@ def load_experiment_parts(
             list[ClassifierConfig], cls_data.get("classifiers", []), "classifiers",
             str(classifiers),
         )
+        for i, head in enumerate(heads):
+            validate(head, str(classifiers), f"classifiers[{i}]")
     return ExperimentConfig(
         model=from_dict(ModelConfig, model_data, source=str(model)),
         train=from_dict(TrainConfig, train_data, source=str(train)),

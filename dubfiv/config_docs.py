@@ -1,10 +1,10 @@
 """The configuration reference: every TOML key, its type, default and meaning.
 
 Generated from the dataclasses of :mod:`dubfiv.config` (their ``help``
-metadata) and of :mod:`two4two.dataset_config` (the docstring under each
-field), so the README's reference cannot drift from the code;
-``scripts/config_reference.py`` writes it into README.md and a test checks it
-is current.
+metadata, and the allowed range of each numeric key) and of
+:mod:`two4two.dataset_config` (the docstring under each field), so the
+README's reference cannot drift from the code; ``scripts/config_reference.py``
+writes it into README.md and a test checks it is current.
 """
 
 from __future__ import annotations
@@ -42,6 +42,17 @@ def _type_text(tp: Any) -> str:
     if dataclasses.is_dataclass(tp):
         return "table"
     return getattr(tp, "__name__", str(tp))
+
+
+def _range_text(field: dataclasses.Field) -> str:
+    """``", at least 1"`` for a field with a :class:`~dubfiv.config.Range` (``", 2 entries,
+    each in [0, 1)"`` for a list), else ``""``."""
+    check = field.metadata.get("range")
+    if check is None:
+        return ""
+    length = field.metadata.get("length")
+    each = f", {length} entries, each" if length is not None else ","
+    return f"{each} {check.describe()}"
 
 
 def _default_text(field: dataclasses.Field) -> str:
@@ -98,8 +109,8 @@ def _table(cls: type, section: str) -> list[str]:
     for field in dataclasses.fields(cls):
         tp = hints[field.name]
         lines.append(
-            f"| `{field.name}` | {_type_text(tp)} | {_default_text(field)} | "
-            f"{field_help(cls, field)} |"
+            f"| `{field.name}` | {_type_text(tp)}{_range_text(field)} | "
+            f"{_default_text(field)} | {field_help(cls, field)} |"
         )
         if dataclasses.is_dataclass(tp):
             nested.append((tp, f"{section}.{field.name}".lstrip(".")))

@@ -13,7 +13,11 @@ the architecture is inferred from the state dict
 (:func:`dubfiv.flow.model_config_from_state_dict`), trying the released input
 size first, and each head's ``after_layer`` is read from the raw TOML, its width
 from ``fc.weight``; a lone head of the released width gets the released position
-(:data:`~dubfiv.released.RELEASED_MODEL`). Loading imports nothing of the trainer.
+(:data:`~dubfiv.released.RELEASED_MODEL`). A checkpoint of ``dubfiv_train``
+(``format`` :data:`~dubfiv.checkpoint.CHECKPOINT_FORMAT`) is never inferred:
+if its ``experiment.toml`` parses but does not fit the weights, the two files
+belong to different runs and :func:`load_run` says so. Loading imports nothing
+of the trainer.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import torch
 from torch import nn
 
 from dubfiv import rundir
-from dubfiv.checkpoint import CheckpointError, load_checkpoint
+from dubfiv.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint
 from dubfiv.config import (
     ClassifierConfig,
     ConfigError,
@@ -236,12 +240,22 @@ def _load_toml(toml_path: Path, raw: Mapping[str, Any]) -> tuple[ExperimentConfi
     return experiment, ignored
 
 
+def _mismatch(path: Path, toml_path: Path, reason: str) -> RunError:
+    return RunError(
+        f"{path} does not fit {toml_path} ({reason}): the checkpoint of dubfiv_train was "
+        "written for another experiment (copied from another run?); put back the run's own "
+        f"{path.name}, or the experiment.toml it was trained with (its copy is the "
+        "checkpoint's 'experiment' entry)")
+
+
 def load_run(run_dir: str | os.PathLike, device: str | torch.device | None = None) -> Run:
     """Load a run directory (ours or the paper's released layout) onto ``device``.
 
     Raises:
-        RunError / CheckpointError: missing directory or checkpoint, or weights that
-            match neither the config nor a known architecture (the message names the path).
+        RunError / CheckpointError: missing directory or checkpoint, weights that
+            match neither the config nor a known architecture, or a checkpoint of
+            ``dubfiv_train`` that does not fit the run's experiment.toml (the message
+            names the paths).
     """
     run_dir = Path(run_dir)
     path = find_checkpoint(run_dir)
@@ -277,7 +291,10 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device | None = Non
                 raise RunError(f"{len(experiment.classifiers)} classifier configs but "
                                f"{len(head_states)} head states")
         except (RuntimeError, ConfigError) as error:
-            reasons.append(f"{source} does not match the weights: {str(error).splitlines()[0]}")
+            first = str(error).splitlines()[0]
+            if state.get("format") == CHECKPOINT_FORMAT and source == "experiment.toml":
+                raise _mismatch(path, toml_path, first) from error
+            reasons.append(f"{source} does not match the weights: {first}")
             experiment, flow = None, None
     if experiment is None or flow is None:
         experiment, flow = _infer_experiment(model_state, head_states, raw, toml_path, path,

@@ -5,6 +5,7 @@ Examples::
     dubfiv_train --experiment config/model.toml --output_base_dir models --device cuda
     dubfiv_train --model M.toml --train T.toml --classifiers C.toml --output_base_dir models
     dubfiv_train --resume models/dubfiv_2024-05-01_12-30-45
+    kill -TERM <pid>       # stops after the current step with a checkpoint (exit 143)
     torchrun --nproc_per_node=4 -m dubfiv.cli.train --experiment config/model.toml \\
         --output_base_dir models        # DistributedDataParallel, one process per GPU
 """
@@ -15,6 +16,7 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from dubfiv.cli import _args
 from dubfiv.cli._oneline import OneLineParser, guarded
@@ -28,7 +30,9 @@ def build_parser() -> OneLineParser:
         description="Train the invertible network with its linear heads on a Two4Two dataset, "
         "writing a run directory <output_base_dir>/<marker>_<UTC time>/ (configs, train.log, "
         "images/, models/models.torch, models/experiment.toml). Under `torchrun "
-        "--nproc_per_node=N` the same command trains with DistributedDataParallel.",
+        "--nproc_per_node=N` the same command trains with DistributedDataParallel. SIGTERM, "
+        "SIGINT (Ctrl-C; twice: at once) and SIGUSR1 stop after the current step with a "
+        "checkpoint (exit status 128 + the signal number).",
     )
     config = parser.add_argument_group("experiment (one file, or the three-file form)")
     config.add_argument("--experiment", metavar="CONFIG",
@@ -41,7 +45,8 @@ def build_parser() -> OneLineParser:
                         help="parent folder of the new run directory (required unless --resume)")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the run in RUN_DIR from its checkpoint, to the same "
-                        "result an uninterrupted run reaches")
+                        "result an uninterrupted run reaches (a run killed before its first "
+                        "checkpoint starts over); one trainer per run folder at a time")
     _args.add_device(parser)
     parser.add_argument("--dataset", metavar="NAME", help="override train.dataset")
     parser.add_argument("--dataset_dir", metavar="DIR", help="override train.dataset_dir")
@@ -86,6 +91,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dubfiv.train import TrainingStopped
+
+    try:
+        run_dir = _train_or_resume(args)
+    except TrainingStopped as stopped:
+        if stopped.run_dir is not None:
+            print(f"{PROG}: stopped by {stopped.signal_name} at {stopped.samples} samples; "
+                  f"checkpoint written; continue with {PROG} --resume {stopped.run_dir}",
+                  file=sys.stderr, flush=True)
+        return 128 + stopped.signal_number
+    if str(run_dir) not in ("", "."):
+        print(run_dir)
+    return 0
+
+
+def _train_or_resume(args: argparse.Namespace) -> Path:
     from dubfiv import config as cfg
     from dubfiv.train import resume, train
 
@@ -105,12 +126,12 @@ def _run(args: argparse.Namespace) -> int:
         if overrides:
             experiment = dataclasses.replace(
                 experiment, train=dataclasses.replace(experiment.train, **overrides))
+            flags = ", ".join(f"--{key}" for key in overrides)
+            cfg.validate(experiment, f"{' + '.join(files)} with {flags}")
         run_dir = train(experiment, args.output_base_dir, device=args.device, amp=args.amp,
                         stop_after_samples=args.stop_after_samples, config_files=files,
                         progress=not args.quiet)
-    if str(run_dir) not in ("", "."):
-        print(run_dir)
-    return 0
+    return run_dir
 
 
 if __name__ == "__main__":

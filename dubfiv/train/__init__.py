@@ -6,7 +6,8 @@ Public API::
     resume(run_dir, device=..., ...) -> run directory
     Trainer, FlowWithHeads, make_optimizer
     save_checkpoint, load_checkpoint, atomic_write, LegacyObject
-    TrainingError, NonFiniteLossError, InverseCheckError, CheckpointError
+    TrainingError, NonFiniteLossError, InverseCheckError, CheckpointError,
+    RunLockedError, CheckpointWriteError, WrongCheckpointError, TrainingStopped
     CHECKPOINT, EXPERIMENT, LOG (paths inside a run directory)
 """
 
@@ -19,7 +20,15 @@ from dubfiv.checkpoint import (
 )
 from dubfiv.rundir import CHECKPOINT, EXPERIMENT, LOG
 from dubfiv.train.api import resume, train
-from dubfiv.train.errors import InverseCheckError, NonFiniteLossError, TrainingError
+from dubfiv.train.errors import (
+    CheckpointWriteError,
+    InverseCheckError,
+    NonFiniteLossError,
+    RunLockedError,
+    TrainingError,
+    TrainingStopped,
+    WrongCheckpointError,
+)
 from dubfiv.train.model import FlowWithHeads, build_model, make_optimizer
 from dubfiv.train.trainer import Trainer
 
@@ -28,12 +37,16 @@ __all__ = [
     "EXPERIMENT",
     "LOG",
     "CheckpointError",
+    "CheckpointWriteError",
     "FlowWithHeads",
     "InverseCheckError",
     "LegacyObject",
     "NonFiniteLossError",
+    "RunLockedError",
     "Trainer",
     "TrainingError",
+    "TrainingStopped",
+    "WrongCheckpointError",
     "atomic_write",
     "build_model",
     "load_checkpoint",

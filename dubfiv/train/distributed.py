@@ -10,6 +10,7 @@ single-process run and nothing is initialised.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from collections.abc import Sequence
 
@@ -27,6 +28,7 @@ __all__ = [
     "broadcast_object",
     "setup",
     "teardown",
+    "wrap_ddp",
 ]
 
 
@@ -108,3 +110,19 @@ def broadcast_object(value: object, context: DistContext) -> object:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def wrap_ddp(module: torch.nn.Module, context: DistContext) -> torch.nn.Module | None:
+    """``module`` in DistributedDataParallel (which broadcasts rank 0's state to all), or
+    ``None`` for one process."""
+    if not context.distributed:
+        return None
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [context.device.index] if context.device.type == "cuda" else None
+    # no buffer sync in each forward pass (newer torch: forward_sync_buffers;
+    # either way rank 0's state is broadcast once when wrapping)
+    params = inspect.signature(DistributedDataParallel).parameters
+    no_sync = {"forward_sync_buffers" if "forward_sync_buffers" in params
+               else "broadcast_buffers": False}
+    return DistributedDataParallel(module, device_ids=ids, **no_sync)

@@ -22,6 +22,7 @@ __all__ = [
     "IMAGES",
     "LOG",
     "ExperimentLogger",
+    "QuietFileHandler",
     "check_logger_available",
     "close_log",
     "copy_configs",
@@ -37,8 +38,33 @@ def make_run_dir(output_base_dir: str | Path, marker: str) -> Path:
     return layout.make_run_dir(output_base_dir, marker, error=TrainingError)
 
 
+class QuietFileHandler(logging.FileHandler):
+    """A ``FileHandler`` that drops a record it cannot write (a full or read-only disk)
+    instead of printing Python's ``--- Logging error ---`` traceback to stderr; the
+    failed writes are counted in :attr:`failures`. The failure that matters (the next
+    checkpoint) is reported by the trainer as one line."""
+
+    failures = 0
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.failures += 1
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError:
+            self.failures += 1
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:
+            self.failures += 1
+
+
 def open_log(run_dir: Path | None, name: str = "dubfiv.train") -> logging.Logger:
-    """A logger that appends to ``run_dir/train.log`` (no file if ``run_dir`` is None)."""
+    """A logger that appends to ``run_dir/train.log`` (no file if ``run_dir`` is None); a
+    write that fails is dropped quietly (:class:`QuietFileHandler`)."""
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -46,7 +72,7 @@ def open_log(run_dir: Path | None, name: str = "dubfiv.train") -> logging.Logger
         logger.removeHandler(handler)
         handler.close()
     if run_dir is not None:
-        handler = logging.FileHandler(run_dir / LOG, encoding="utf-8")
+        handler = QuietFileHandler(run_dir / LOG, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
     else:

@@ -4,8 +4,8 @@ Loss per step (``docs/flow.md``): mean bits/dim of the dequantised batch plus, f
 each head, ``loss_weight * BCE(logits, noisy labels)``, one backward pass (so a
 head's parameters, too, get ``loss_weight`` times its BCE gradient: with the
 paper's weight 1e-4 and head SGD lr 0.1 the head's effective step is 1e-5).
-The flow has its own
-optimiser (``train.optimizer``), each head its own (``classifiers[i].optimizer``);
+The flow has its own optimiser (``train.optimizer``), each head its own
+(``classifiers[i].optimizer``);
 learning rates follow the schedules of :mod:`dubfiv.schedules` as functions of
 the samples seen before the step.
 
@@ -16,37 +16,47 @@ config as a plain dict) and ``output_dir``, plus what resuming needs:
 ``classifier_optimizers``, ``grad_scaler``, ``step``, ``samples_seen`` and
 ``pending`` (the partial history record). All randomness of a step is a
 function of ``(seed, step)`` (:mod:`dubfiv.data`), so no RNG state is needed.
+
+Checkpoints: at step 0 (after the init and the inverse check), every
+``checkpoint_every_samples`` and ``checkpoint_every_minutes``, on a stop signal
+(:mod:`dubfiv.train.signals`; the step's all-reduce carries it, so all processes
+stop at the same step) and at the end.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
-import time
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from dubfiv import data as D
-from dubfiv.checkpoint import save_checkpoint
-from dubfiv.config import ExperimentConfig, to_dict
+from dubfiv.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+from dubfiv.config import ExperimentConfig, to_dict, validate
 from dubfiv.losses import head_bce
 from dubfiv.rundir import CHECKPOINT, IMAGES
 from dubfiv.schedules import set_learning_rate
 from dubfiv.train import distributed as dist_utils
 from dubfiv.train.distributed import DistContext
-from dubfiv.train.errors import InverseCheckError, NonFiniteLossError, TrainingError
+from dubfiv.train.errors import (
+    CheckpointWriteError,
+    InverseCheckError,
+    NonFiniteLossError,
+    TrainingError,
+    TrainingStopped,
+)
 from dubfiv.train.evaluate import evaluation_sums, sums_to_record
 from dubfiv.train.model import build_model, check_inverse, make_optimizer
 from dubfiv.train.plots import plot_history, save_image_grid
 from dubfiv.train.rundir import ExperimentLogger
+from dubfiv.train.signals import Control, StopSignals, signal_name
 
 __all__ = ["CHECKPOINT_FORMAT", "INVERSE_TOLERANCE", "Trainer"]
 
-CHECKPOINT_FORMAT = "dubfiv-run-1"
 INVERSE_TOLERANCE = 1e-3
 """Largest ``|x - inverse(forward(x))|`` accepted before training (images in [0, 1])."""
 N_DISPLAY = 16
@@ -82,6 +92,7 @@ class Trainer:
         self.log = log or logging.getLogger("dubfiv.train")
         self.experiment_logger = experiment_logger or ExperimentLogger()
         self.progress = progress
+        validate(config)
         tc = config.train
         self.part = D.rank_slice(tc.batch_size, context.rank, context.world_size)
         self.n_steps = tc.n_train_samples // tc.batch_size
@@ -113,7 +124,10 @@ class Trainer:
         self.pending = torch.zeros(self._n_stats(), dtype=torch.float64)
         self.pending_steps = 0
         self.log_every = max(1, self.n_steps // 500)
-        self._clock = time.monotonic()
+        self.signals = StopSignals()
+        self.control = Control()
+        self._last_written = {"validated": -1, "sampled": -1}  # steps of the last ones
+        self._clock = self._last_checkpoint = monotonic()
         self._dirty = True  # state changed since the last checkpoint
 
     # ------------------------------------------------------------------ setup
@@ -171,16 +185,7 @@ class Trainer:
 
     def wrap(self) -> None:
         """Wrap the module in DistributedDataParallel (syncs rank 0's state to all)."""
-        if self.ctx.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
-            # no buffer sync in each forward pass (newer torch: forward_sync_buffers;
-            # either way rank 0's state is broadcast once when wrapping)
-            params = inspect.signature(DistributedDataParallel).parameters
-            no_sync = {"forward_sync_buffers" if "forward_sync_buffers" in params
-                       else "broadcast_buffers": False}
-            self.ddp = DistributedDataParallel(self.module, device_ids=ids, **no_sync)
+        self.ddp = dist_utils.wrap_ddp(self.module, self.ctx)
 
     # ------------------------------------------------------------------ state
 
@@ -189,7 +194,7 @@ class Trainer:
         n = min(N_DISPLAY, len(self.val_data))  # type: ignore[arg-type]
         images, labels = self._load_images(self.val_data, list(range(n)))
         history = dict(self.history)
-        history["train_seconds"] = self.history["train_seconds"] + time.monotonic() - self._clock
+        history["train_seconds"] = self.history["train_seconds"] + monotonic() - self._clock
         return {
             "format": CHECKPOINT_FORMAT,
             "model_state": self.module.flow.state_dict(),
@@ -224,21 +229,33 @@ class Trainer:
         self.step = int(state["step"])
         self.pending = state["pending"]["sums"].clone().to(torch.float64)
         self.pending_steps = int(state["pending"]["steps"])
-        self._clock = time.monotonic()
+        self._clock = self._last_checkpoint = monotonic()
+        self._dirty = False
 
     @property
     def checkpoint_path(self) -> Path | None:
         return None if self.run_dir is None else self.run_dir / CHECKPOINT
 
     def write_checkpoint(self) -> None:
-        """Atomically write the checkpoint (rank 0) after checking the processes agree."""
+        """Atomically write the checkpoint (rank 0) after checking the processes agree.
+
+        Raises:
+            CheckpointWriteError: the write failed (full disk, read-only folder); the
+                previous checkpoint is kept and no temporary file is left.
+        """
         self._check_in_sync()
-        self._dirty = False
         if self.run_dir is not None:
             samples = self.step * self.config.train.batch_size
             self.history["checkpoints"].append(samples)
-            save_checkpoint(self.state_dict(), self.run_dir / CHECKPOINT)
+            try:
+                save_checkpoint(self.state_dict(), self.run_dir / CHECKPOINT)
+            except OSError as error:
+                self.history["checkpoints"].pop()
+                raise CheckpointWriteError.of(error, self.run_dir / CHECKPOINT, self.run_dir,
+                                              self.history["checkpoints"][-1:]) from error
             self.log.info("checkpoint at %d samples: %s", samples, self.run_dir / CHECKPOINT)
+        self._dirty = False
+        self._last_checkpoint = monotonic()
         dist_utils.barrier(self.ctx)
 
     def _check_in_sync(self) -> None:
@@ -255,7 +272,8 @@ class Trainer:
     def train_step(self, step: int, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """One optimisation step on this process's part of global batch ``step``.
 
-        Returns the statistics summed over all processes (float64, see :meth:`_n_stats`).
+        Returns the statistics summed over all processes (float64, see :meth:`_n_stats`);
+        the same all-reduce sets :attr:`control` (stop, checkpoint due).
 
         Raises:
             NonFiniteLossError: the loss is NaN or infinite on any process (no update made).
@@ -291,7 +309,10 @@ class Trainer:
         n = torch.tensor(float(x.shape[0]), device=device)
         local = torch.stack([loss.detach() * n, bpd.detach().sum(), n,
                              (~torch.isfinite(loss.detach())).float(), *bces, *corrects])
-        stats = dist_utils.all_reduce_sum(local.double().cpu(), self.ctx)
+        control = Control.local(self.signals.received, self._checkpoint_due())
+        summed = dist_utils.all_reduce_sum(torch.cat([local.double().cpu(), control]), self.ctx)
+        stats = summed[:self._n_stats()]
+        self.control = Control.agreed(summed[self._n_stats():])
         if stats[3] > 0:
             raise self._non_finite(step, float(local[0] / n))
         if tc.max_grad_norm > 0:
@@ -306,6 +327,12 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.update()
         return stats
+
+    def _checkpoint_due(self) -> bool:
+        """Rank 0: ``checkpoint_every_minutes`` have passed since the last checkpoint."""
+        minutes = self.config.train.checkpoint_every_minutes
+        return (self.ctx.is_main and minutes > 0
+                and monotonic() - self._last_checkpoint >= minutes * 60.0)
 
     def _non_finite(self, step: int, value: float) -> NonFiniteLossError:
         samples = step * self.config.train.batch_size
@@ -381,6 +408,10 @@ class Trainer:
         """Train to ``n_train_samples`` (or until ``stop_after_samples``, then checkpoint).
 
         Returns the last validation record (empty if the run stopped early).
+
+        Raises:
+            TrainingStopped: a stop signal arrived (:mod:`dubfiv.train.signals`); the
+                checkpoint of the step it finished was written.
         """
         tc = self.config.train
         batch = tc.batch_size
@@ -390,6 +421,8 @@ class Trainer:
         if self.step >= self.n_steps:
             self.log.info("already trained for %d samples; nothing to do", self.step * batch)
             return self.history["validation"][-1] if self.history["validation"] else {}
+        if self.step == 0 and self._dirty:
+            self.write_checkpoint()  # the start checkpoint: from here on a kill can resume
         loader = D.train_loader(self.train_data, batch, tc.seed, self.step, end_step,
                                 self.ctx.rank, self.ctx.world_size, tc.num_workers,
                                 pin_memory=self.ctx.device.type == "cuda")
@@ -397,43 +430,17 @@ class Trainer:
                    disable=not (self.ctx.is_main and self.progress), desc="training")
         self.log.info("training steps %d..%d of %d (batch %d, %d processes)", self.step,
                       end_step, self.n_steps, batch, self.ctx.world_size)
-        last_validated = last_sampled = -1
+        self._last_written = {"validated": -1, "sampled": -1}
+        self.control = Control()
         try:
             for images, labels in loader:
                 if self.step == 0 and self.run_dir is not None:
                     save_image_grid(D.to_unit(images[:N_DISPLAY]),
                                     self.run_dir / IMAGES / "training_images.png")
                 stats = self.train_step(self.step, images, labels)
-                before = self.step * batch
-                self.step += 1
-                after = self.step * batch
-                self.pending += stats
-                self.pending_steps += 1
-                self._dirty = True
-                if self.step % self.log_every == 0 or self.step == self.n_steps:
-                    record = self._record()
-                    self.history["train"].append(record)
-                    scalars = {f"train/{key}": value for key, value in record.items()
-                               if key not in ("step", "samples")}
-                    self.experiment_logger.log(scalars, after)
-                    self.pending.zero_()
-                    self.pending_steps = 0
-                n = max(float(stats[2]), 1.0)
-                postfix = {"loss": f"{float(stats[0]) / n:.3f}",
-                           "bpd": f"{float(stats[1]) / n:.3f}"}
-                if self.config.classifiers:
-                    postfix["acc"] = f"{float(stats[4 + len(self.config.classifiers)]) / n:.2f}"
-                bar.set_postfix(postfix, refresh=False)
-                bar.update(1)
-                if _crossed(before, after, tc.val_every_samples):
-                    self.validate()
-                    last_validated = self.step
-                    self.write_plots()
-                if _crossed(before, after, tc.sample_every_samples) and self.ctx.is_main:
-                    self.write_samples()
-                    last_sampled = self.step
-                if _crossed(before, after, tc.checkpoint_every_samples):
-                    self.write_checkpoint()
+                self._after_step(stats, bar)
+                if self.control.stop and self.step < self.n_steps:
+                    raise self._stopped()
         finally:
             bar.close()
         if self.step < self.n_steps:
@@ -442,8 +449,60 @@ class Trainer:
             self.log.info("stopped at %d samples; continue with --resume %s", self.step * batch,
                           self.run_dir)
             return {}
-        record = self.validate() if last_validated != self.step else self.history["validation"][-1]
-        if tc.sample_every_samples > 0 and last_sampled != self.step and self.ctx.is_main:
+        return self._finish()
+
+    def _after_step(self, stats: torch.Tensor, bar: tqdm) -> None:
+        """Account step ``self.step`` (its summed ``stats``), then validate, sample and
+        checkpoint where due."""
+        tc = self.config.train
+        before = self.step * tc.batch_size
+        self.step += 1
+        after = self.step * tc.batch_size
+        self.pending += stats
+        self.pending_steps += 1
+        self._dirty = True
+        if self.step % self.log_every == 0 or self.step == self.n_steps:
+            record = self._record()
+            self.history["train"].append(record)
+            self.experiment_logger.log({f"train/{key}": value for key, value in record.items()
+                                        if key not in ("step", "samples")}, after)
+            self.pending.zero_()
+            self.pending_steps = 0
+        n = max(float(stats[2]), 1.0)
+        postfix = {"loss": f"{float(stats[0]) / n:.3f}", "bpd": f"{float(stats[1]) / n:.3f}"}
+        if self.config.classifiers:
+            postfix["acc"] = f"{float(stats[4 + len(self.config.classifiers)]) / n:.2f}"
+        bar.set_postfix(postfix, refresh=False)
+        bar.update(1)
+        if _crossed(before, after, tc.val_every_samples):
+            self.validate()
+            self._last_written["validated"] = self.step
+            self.write_plots()
+        if _crossed(before, after, tc.sample_every_samples) and self.ctx.is_main:
+            self.write_samples()
+            self._last_written["sampled"] = self.step
+        stopping = self.control.stop and self.step < self.n_steps
+        if (_crossed(before, after, tc.checkpoint_every_samples) or stopping
+                or (self.control.checkpoint_due and self._dirty)):
+            self.write_checkpoint()
+
+    def _stopped(self) -> TrainingStopped:
+        number = self.control.signal_number
+        name = signal_name(number)
+        samples = self.step * self.config.train.batch_size
+        self.log.info("stopped by %s at %d samples; checkpoint written; continue with "
+                      "dubfiv_train --resume %s", name, samples, self.run_dir)
+        return TrainingStopped(
+            f"stopped by {name} at {samples} samples; checkpoint written; continue with "
+            f"`resume` {self.run_dir}", number, name, samples, self.run_dir)
+
+    def _finish(self) -> dict[str, Any]:
+        """After the last step: validate, sample, plot and checkpoint where not done yet."""
+        tc = self.config.train
+        done = self._last_written
+        record = (self.validate() if done["validated"] != self.step
+                  else self.history["validation"][-1])
+        if tc.sample_every_samples > 0 and done["sampled"] != self.step and self.ctx.is_main:
             self.write_samples()
         self.write_plots()
         if self._dirty:

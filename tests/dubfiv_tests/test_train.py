@@ -81,7 +81,7 @@ def test_run_directory_layout(datasets: Path, tmp_path: Path) -> None:
     assert state["samples_seen"] == 400 and state["output_dir"] == str(run_dir)
     assert cfg.from_dict(cfg.ExperimentConfig, state["experiment"]) == config
     assert [r["samples"] for r in state["history"]["validation"]] == [200, 400]
-    assert state["history"]["checkpoints"] == [200, 400]
+    assert state["history"]["checkpoints"] == [0, 200, 400]  # the start checkpoint first
 
 
 def _compare_states(a: dict, b: dict) -> None:
