@@ -110,7 +110,8 @@ def _render(config: QuickstartConfig, log: Callable[[str], None]) -> tuple[Path,
 
 
 def _existing_run(models: Path, experiment: ExperimentConfig) -> tuple[Path, int] | None:
-    """The newest run in ``models`` trained with ``experiment`` and its samples seen."""
+    """The newest run in ``models`` trained with ``experiment`` and its samples seen (0 for
+    a run killed before its first checkpoint: resuming it starts it over in its folder)."""
     from dubfiv.checkpoint import CheckpointError, load_checkpoint
     from dubfiv.config import ConfigError
     from dubfiv.rundir import RunPaths
@@ -118,10 +119,13 @@ def _existing_run(models: Path, experiment: ExperimentConfig) -> tuple[Path, int
     if not models.is_dir():
         return None
     for run in sorted((p for p in models.iterdir() if p.is_dir()), reverse=True):
+        paths = RunPaths(run)
         try:
-            if load_experiment(RunPaths(run).experiment) != experiment:
+            if load_experiment(paths.experiment) != experiment:
                 continue
-            state = load_checkpoint(RunPaths(run).checkpoint)
+            if not paths.checkpoint.exists():
+                return run, 0
+            state = load_checkpoint(paths.checkpoint)
         except (ConfigError, CheckpointError, OSError):
             continue
         return run, int(state.get("samples_seen", 0))

@@ -118,3 +118,28 @@ def test_missing_config_is_one_clear_error(tmp_path: Path,
     assert status == 1
     assert len(err.splitlines()) == 1 and "nope.toml" in err and "not found" in err
     assert not (tmp_path / "models").exists()
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_picked_up(tmp_path: Path) -> None:
+    """A quick start killed while training began leaves a run folder with its config and no
+    checkpoint; the next one resumes that folder (which starts it over) instead of leaving
+    it behind and training into a new one."""
+    import torch
+
+    from dubfiv.checkpoint import save_checkpoint
+    from dubfiv.config import ExperimentConfig, TrainConfig, save_experiment
+    from dubfiv.quickstart import _existing_run
+    from dubfiv.rundir import RunPaths
+
+    experiment = ExperimentConfig(train=TrainConfig(n_train_samples=64))
+    other = ExperimentConfig(train=TrainConfig(n_train_samples=128))
+    models = tmp_path / "models"
+    older, killed, unrelated = (RunPaths(models / name) for name in
+                                ("dubfiv_1", "dubfiv_2", "dubfiv_3"))
+    save_experiment(experiment, older.experiment)
+    save_checkpoint({"samples_seen": 32, "w": torch.zeros(1)}, older.checkpoint)
+    save_experiment(experiment, killed.experiment)
+    save_experiment(other, unrelated.experiment)
+    assert _existing_run(models, experiment) == (killed.root, 0)
+    save_checkpoint({"samples_seen": 48, "w": torch.zeros(1)}, killed.checkpoint)
+    assert _existing_run(models, experiment) == (killed.root, 48)
