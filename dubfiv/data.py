@@ -186,7 +186,22 @@ def train_loader(
     sampler = StepBatchSampler(len(data), batch_size, seed, start_step, end_step,  # type: ignore[arg-type]
                                rank, world_size)
     return DataLoader(data, batch_sampler=sampler, num_workers=num_workers,
-                      pin_memory=pin_memory, persistent_workers=False)
+                      pin_memory=pin_memory, persistent_workers=False,
+                      worker_init_fn=ignore_stop_signals if num_workers > 0 else None)
+
+
+def ignore_stop_signals(_worker_id: int = 0) -> None:
+    """In a DataLoader worker: ignore SIGTERM, SIGINT and SIGUSR1.
+
+    A scheduler (SLURM) or a terminal sends them to every process of the job or
+    group; the training process then finishes its step, writes a checkpoint and
+    shuts the workers down (:mod:`dubfiv.train.signals`). A worker that died on
+    the signal first would instead fail that last step.
+    """
+    import signal
+
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(number, signal.SIG_IGN)
 
 
 def eval_indices(n: int, limit: int, rank: int = 0, world_size: int = 1) -> list[int]:

@@ -17,6 +17,7 @@ step (writing a marker file) until a signal arrives, so the test knows where it 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import math
@@ -222,6 +223,30 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_and_resume_matches(
     assert len(state["pending"]["sums"]) == 4 + 2  # the statistics only, not the flags
     assert f"stopped by {number.name} at 40 samples" in (run_dir / "train.log").read_text()
     assert not (run_dir / LOCK).exists()
+    assert resume(run_dir, device="cpu", progress=False) == run_dir
+    _same_weights(load_checkpoint(run_dir / CHECKPOINT), reference)
+
+
+def test_sigterm_to_the_whole_group_with_dataloader_workers(data: Path, tmp_path: Path,
+                                                          reference: dict) -> None:
+    """A scheduler signals every process of the job, DataLoader workers too: they ignore
+    it (``dubfiv.data.ignore_stop_signals``) and the trainer stops cleanly as alone."""
+    config_file = cfg.save_experiment(_config(data, num_workers=2), tmp_path / "exp.toml")
+    script = (tmp_path / "marker").with_suffix(".py")
+    script.write_text(PAUSING_TRAINER)
+    process = subprocess.Popen(
+        [sys.executable, str(script), "4", str(tmp_path / "marker"),
+         *_new_run_args(config_file, tmp_path / "o")], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True)
+    try:
+        _, run_dir = _wait_for(tmp_path / "marker", process)
+        os.killpg(process.pid, signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    _one_line(err, "stopped by SIGTERM at 40 samples; checkpoint written")
     assert resume(run_dir, device="cpu", progress=False) == run_dir
     _same_weights(load_checkpoint(run_dir / CHECKPOINT), reference)
 
