@@ -13,14 +13,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import toml
 from PIL import Image
-from two4two_fakes import TINY_SPLITS, FakeRenderer, fake_image, write_config
+from two4two_fakes import (
+    TINY_SPLITS,
+    FakeRenderer,
+    fake_image,
+    wait_for_recorded,
+    write_config,
+)
 
 from two4two import cli_tool
 from two4two.cli_tool import render_dataset
@@ -329,13 +334,7 @@ interventions = [["obj_color"]]
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.monotonic() + 240
-        params = train / "parameters.jsonl"
-        while time.monotonic() < deadline and process.poll() is None:
-            if params.exists() and params.read_bytes().count(b"\n") >= 3:
-                break
-            time.sleep(0.05)
-        assert process.poll() is None, process.communicate()
+        wait_for_recorded(train / "parameters.jsonl", 3, process)
         os.killpg(process.pid, signal.SIGINT)
         _, err = process.communicate(timeout=60)
     finally:

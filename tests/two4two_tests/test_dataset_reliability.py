@@ -13,14 +13,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 from disk_faults import mount_small_disk
 from PIL import Image
-from two4two_fakes import TINY_SPLITS, FakeRenderer, write_config
+from two4two_fakes import TINY_SPLITS, FakeRenderer, wait_for_recorded, write_config
 
 from two4two import cli_tool, dataset
 from two4two.cli_tool import render_dataset
@@ -143,13 +142,7 @@ def test_a_killed_real_render_leaves_nothing_that_blocks_or_lingers(tmp_path: Pa
     process = subprocess.Popen(_real_command(config), cwd=tmp_path, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 240
-        params = train / "parameters.jsonl"
-        while time.monotonic() < deadline and process.poll() is None:
-            if params.exists() and params.read_bytes().count(b"\n") >= 3:
-                break
-            time.sleep(0.05)
-        assert process.poll() is None, process.communicate()
+        wait_for_recorded(train / "parameters.jsonl", 3, process)
         scratch = [p for p in Path("/dev/shm").glob(f"two4two-render-pid{process.pid}-*")]
         os.kill(process.pid, signal.SIGKILL)
         process.wait()

@@ -4,7 +4,9 @@ Blender) and tiny dataset configs."""
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -96,3 +98,15 @@ name = "test"
 n_samples = 5
 interventions = [["obj_color"], ["spherical", "bg_color"]]
 """
+
+
+def wait_for_recorded(params: Path, n_lines: int, process: subprocess.Popen,
+                      timeout: float = 240.0) -> None:
+    """Wait until a render ``process`` has recorded ``n_lines`` scenes in ``params``
+    (a ``parameters.jsonl``); fail if it ends or times out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if params.exists() and params.read_bytes().count(b"\n") >= n_lines:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, process.communicate()
