@@ -44,25 +44,21 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
 
     Raises:
         OSError: the write failed (a full disk, a read-only file system); ``filename``
-            is the temporary file, which is removed, and ``path`` is untouched.
+            is ``path``, which is untouched, and the temporary file is removed.
     """
     return atomic_write(path, lambda tmp: _save(state, tmp))
 
 
 def _save(state: dict[str, Any], tmp: Path) -> None:
-    """``torch.save`` through a Python file, so that a failed write is an ``OSError``
-    (torch's own writer reports it as a ``RuntimeError`` without the reason)."""
+    """``torch.save`` through a Python file, so that a failed write is the ``OSError`` it
+    is (torch's own writer reports it as a ``RuntimeError`` without the reason)."""
     try:
         with open(tmp, "wb") as handle:
             torch.save(state, handle)
     except RuntimeError as error:
         cause = error.__cause__ or error.__context__
         if isinstance(cause, OSError):
-            raise OSError(cause.errno, cause.strerror, str(tmp)) from error
-        raise
-    except OSError as error:
-        if error.filename is None:
-            raise OSError(error.errno, error.strerror, str(tmp)) from error
+            raise cause from error
         raise
 
 
