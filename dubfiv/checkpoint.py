@@ -58,7 +58,7 @@ def _save(state: dict[str, Any], tmp: Path) -> None:
     except RuntimeError as error:
         cause = error.__cause__ or error.__context__
         if isinstance(cause, OSError):
-            raise cause from error
+            raise cause from None  # the same error, without torch's wrapper
         raise
 
 

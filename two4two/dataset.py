@@ -360,29 +360,28 @@ def _verify_complete(directory: Path, n_samples: int,
     recorded, damage = _read_intact_lines(params_path)
     if damage is None and len(recorded) != n_samples:
         damage = f"{params_path} holds {len(recorded)} scenes, expected {n_samples}"
-    if damage is None:
-        bad = bad_images(directory, recorded, progress)
-        if not bad:
-            return None
+    planned = recorded
+    if damage is not None:
+        planned = plan()
+        if len(planned) != n_samples or not _same_scenes(recorded, planned[: len(recorded)]):
+            raise DatasetError(
+                f"{damage}, and making the plan again does not give the intact lines back "
+                "(a split rendered by an older version, or another sampler); set "
+                "force_overwrite = true to render the split again"
+            )
+        _say(progress, f"{damage}; restoring it from the seeded plan and rendering the "
+                       f"{n_samples - len(recorded)} scene(s) from there on again")
+    bad = bad_images(directory, recorded, progress)
+    if damage is None and not bad:
+        return None
+    if bad:
         name, (_, problem) = next(iter(bad.items()))
         _say(progress, f"{directory}: {len(bad)} image file(s) fail to verify (e.g. {name}: "
                        f"{problem}); rendering them again")
         for name in bad:
             (directory / name).unlink(missing_ok=True)
-        return recorded
-    planned = plan()
-    if len(planned) != n_samples or not _same_scenes(recorded, planned[: len(recorded)]):
-        raise DatasetError(
-            f"{damage}, and making the plan again does not give the intact lines back (a "
-            "split rendered by an older version, or another sampler); set force_overwrite = "
-            "true to render the split again"
-        )
-    _say(progress, f"{damage}; restoring it from the seeded plan and rendering the "
-                   f"{n_samples - len(recorded)} scene(s) from there on again")
-    bad = bad_images(directory, recorded, progress)
-    for name in bad:
-        (directory / name).unlink(missing_ok=True)
-    write_jsonl(params_path, recorded)
+    if damage is not None:
+        write_jsonl(params_path, recorded)
     return planned
 
 
