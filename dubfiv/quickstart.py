@@ -27,7 +27,7 @@ from dubfiv.config import ExperimentConfig, load_experiment
 from dubfiv.errors import DubfivError
 
 if TYPE_CHECKING:
-    from dubfiv.study.export import ExportConfig
+    from dubfiv.study.build.export import ExportConfig
 
 __all__ = ["QuickstartConfig", "QuickstartError", "QuickstartResult", "run_quickstart"]
 
@@ -178,7 +178,7 @@ def _ground_truth(config: QuickstartConfig, run_dir: Path, dataset: Path,
 def _export(config: QuickstartConfig, run_dir: Path, dataset: Path, ground_truth: Path,
             log: Callable[[str], None]) -> tuple[Path, str]:
     from dubfiv.runs import find_checkpoint
-    from dubfiv.study.export import ExportConfig, export_user_study
+    from dubfiv.study.build.export import ExportConfig, export_user_study
 
     study = (config.output / "user_study").absolute()
     export = ExportConfig(run_dir=run_dir, output=study, seed=config.seed,
@@ -203,7 +203,7 @@ _EXPORT_SETTINGS_IGNORED = frozenset({"run_dir", "output", "dataset_dir", "devic
 def _same_export_settings(study: Path, export: ExportConfig) -> bool:
     """Whether the study in ``study`` was exported with ``export``'s settings (seed, image
     base URL, rows, ...), as recorded in its ``export.json``."""
-    from dubfiv.study.export import EXPORT_JSON
+    from dubfiv.study.build.export import EXPORT_JSON
 
     try:
         stored = json.loads((study / EXPORT_JSON).read_text(encoding="utf-8"))["config"]

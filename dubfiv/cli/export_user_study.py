@@ -19,7 +19,7 @@ from dubfiv.errors import DubfivError
 from two4two.errors import Two4TwoError
 
 if TYPE_CHECKING:
-    from dubfiv.study.export import ExportResult
+    from dubfiv.study.build.export import ExportResult
 
 PROG = "dubfiv_export_user_study"
 
@@ -52,7 +52,11 @@ def flag_message(error: BaseException, flags: dict[str, str] | None = None) -> s
 
 
 def build_parser() -> OneLineParser:
-    from dubfiv.study.export import CONDITION_CHOICES, DEFAULT_OUTPUT_NAME, PLACEHOLDER_BASE_URL
+    from dubfiv.study.build.export import (
+        CONDITION_CHOICES,
+        DEFAULT_OUTPUT_NAME,
+        PLACEHOLDER_BASE_URL,
+    )
 
     parser = OneLineParser(
         prog=PROG,
@@ -128,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    from dubfiv.study.export import ExportConfig, export_user_study
+    from dubfiv.study.build.export import ExportConfig, export_user_study
 
     config = ExportConfig(
         run_dir=args.model, output=args.output, condition=args.condition,

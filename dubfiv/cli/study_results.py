@@ -8,7 +8,12 @@ from pathlib import Path
 
 from dubfiv.cli._oneline import OneLineParser, fail, flags_of, in_flags
 from dubfiv.errors import DubfivError
-from dubfiv.study.results import AnalysisConfig, analyse_study, summary_table, write_results
+from dubfiv.study.results.analysis import (
+    AnalysisConfig,
+    analyse_study,
+    summary_table,
+    write_results,
+)
 from two4two.files import describe_os_error
 
 PROG = "dubfiv_study_results"

@@ -3,17 +3,17 @@
 Modules (one job each):
 
 * :mod:`dubfiv.study.content` -- dataclasses describing a study (``study.json``);
-* :mod:`dubfiv.study.qualtrics` -- ``.qsf`` writer, reader, validator, CSV layout;
-* :mod:`dubfiv.study.preview` -- the offline ``index.html``;
-* :mod:`dubfiv.study.bundle` -- atomic folder builds and ``manifest.json``;
-* :mod:`dubfiv.study.results` -- analysis of Qualtrics' CSV export;
+* :mod:`dubfiv.study.qsf.writer` -- ``.qsf`` writer, reader, validator, CSV layout;
+* :mod:`dubfiv.study.build.preview` -- the offline ``index.html``;
+* :mod:`dubfiv.study.build.bundle` -- atomic folder builds and ``manifest.json``;
+* :mod:`dubfiv.study.results.analysis` -- analysis of Qualtrics' CSV export;
 * :mod:`dubfiv.study.layout` -- which page shows what (survey, preview, estimate);
-* :mod:`dubfiv.study.duration` -- the survey's duration estimate;
-* :mod:`dubfiv.study.names` -- neutral names of the hosted images (``public/``);
-* :mod:`dubfiv.study.export` -- the exporter (``dubfiv_export_user_study``), with
-  :mod:`dubfiv.study.figures` (explanation images and records),
-  :mod:`dubfiv.study.task` (attribute answers, prediction tasks) and
-  :mod:`dubfiv.study.tutorial` (the tutorial rendered with two4two); these import
+* :mod:`dubfiv.study.build.duration` -- the survey's duration estimate;
+* :mod:`dubfiv.study.build.names` -- neutral names of the hosted images (``public/``);
+* :mod:`dubfiv.study.build.export` -- the exporter (``dubfiv_export_user_study``), with
+  :mod:`dubfiv.study.build.material` (explanation images and records),
+  :mod:`dubfiv.study.build.task` (attribute answers, prediction tasks) and
+  :mod:`dubfiv.study.build.tutorial` (the tutorial rendered with two4two); these import
   torch or two4two and are not imported here.
 """
 

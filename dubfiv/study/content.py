@@ -5,9 +5,9 @@ A :class:`Study` holds everything a participant sees -- consent text, one
 ``concepts``) made of :class:`Page` objects with :class:`StudyImage` figures,
 the attribute-relevance questions (:class:`Attribute`, with the ground truth
 where it is known), the prediction tasks (:class:`PredictionTask`) and the end
-text. The format writers (:mod:`dubfiv.study.qualtrics`,
-:mod:`dubfiv.study.preview`) and the results reader
-(:mod:`dubfiv.study.results`) only read this model.
+text. The format writers (:mod:`dubfiv.study.qsf.writer`,
+:mod:`dubfiv.study.build.preview`) and the results reader
+(:mod:`dubfiv.study.results.analysis`) only read this model.
 
 Image paths are POSIX paths relative to the study folder (``images/a.png``);
 the study is saved as ``study.json`` in that folder (:meth:`Study.save`).
@@ -18,11 +18,10 @@ Model logits are raw logits of the linear head (``logit > 0`` predicts
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -33,7 +32,6 @@ __all__ = [
     "CONDITION_KEYS",
     "DEFAULT_TITLE",
     "EARLY_END_REASONS",
-    "MIN_IMAGE_PX",
     "STUDY_JSON",
     "Attribute",
     "CheckQuestion",
@@ -47,10 +45,6 @@ __all__ = [
     "consent_with_duration",
     "default_attention_checks",
     "default_attributes",
-    "display_width",
-    "img_tag",
-    "render_page_html",
-    "write_text_atomic",
 ]
 
 STUDY_JSON = "study.json"
@@ -359,7 +353,7 @@ class Study:
     """Prolific study: record PROLIFIC_PID, STUDY_ID, SESSION_ID from the URL and
     redirect to Prolific's completion URL with this code at the end."""
     estimated_minutes: int | None = None
-    """Estimated minutes to complete (:mod:`dubfiv.study.duration`), named in the consent."""
+    """Estimated minutes to complete (:mod:`dubfiv.study.build.duration`), named in the consent."""
     title: str = DEFAULT_TITLE
     """The title participants see (the browser tab of the survey, Qualtrics' "Survey
     title"); neutral on purpose. :attr:`name` is the researcher's internal name
@@ -544,7 +538,7 @@ class Study:
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write ``folder/study.json`` (atomically) and return its path."""
         path = Path(folder) / STUDY_JSON
-        write_text_atomic(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
         return path
 
     @classmethod
@@ -577,81 +571,3 @@ def _check_image_file(folder: Path, img: StudyImage) -> list[str]:
         return [f"image {img.path!r} is {size[0]}x{size[1]} pixels, the study says "
                 f"{img.width}x{img.height}"]
     return []
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder."""
-    atomic_write_text(path, text)
-
-
-# ---------------------------------------------------------------------- HTML
-
-
-MIN_IMAGE_PX = 128
-"""Smallest on-screen width (CSS px) of any study image: cells stay legible."""
-MAX_ROW_PX = 720
-"""A grid row's images share about this many CSS px (but each gets at least MIN_IMAGE_PX)."""
-
-
-def display_width(img: StudyImage, cols: int = 1) -> int:
-    """CSS width of an image shown in a row of ``cols`` images (at least MIN_IMAGE_PX)."""
-    share = MAX_ROW_PX // max(cols, 1)
-    if cols == 1 and img.width:
-        share = min(img.width, MAX_ROW_PX)
-    return max(MIN_IMAGE_PX, share)
-
-
-def img_tag(img: StudyImage, src: str, width: int) -> str:
-    """An ``<img>`` shown ``width`` CSS px wide; ``max-width:none`` so that a survey theme's
-    ``max-width:100%`` cannot shrink it below that (a wide row scrolls instead)."""
-    attrs = [f'src="{html.escape(src, quote=True)}"',
-             f'alt="{html.escape(img.alt or img.caption, quote=True)}"']
-    if img.width and img.height:
-        attrs += [f'width="{img.width}"', f'height="{img.height}"']
-    attrs.append(f'style="width:{width}px;max-width:none;height:auto;"')
-    return "<img " + " ".join(attrs) + ">"
-
-
-def render_page_html(page: Page, src_for: Callable[[StudyImage], str],
-                     heading: str = "h3") -> str:
-    """HTML of one page: title, text, then the images (as a labelled table for a grid).
-
-    ``src_for`` maps an image to its ``src`` (a URL for Qualtrics, a relative
-    path for the preview). Titles, captions and labels are escaped; ``page.text``
-    is HTML and inserted as is. Inline styles only (Qualtrics drops ``<style>``).
-    Every image is at least :data:`MIN_IMAGE_PX` CSS px wide; a table wider than
-    the page scrolls sideways (``overflow-x:auto``).
-    """
-    parts = [f"<{heading}>{html.escape(page.title)}</{heading}>"]
-    if page.text:
-        parts.append(f"<div>{page.text}</div>")
-    grid = page.grid
-    if grid is None:
-        for img in page.images:
-            parts.append('<figure style="margin:0.5em 0;overflow-x:auto;">'
-                         + img_tag(img, src_for(img), display_width(img)))
-            if img.caption:
-                parts.append(f"<figcaption>{html.escape(img.caption)}</figcaption>")
-            parts.append("</figure>")
-        return "\n".join(parts)
-    cell = "padding:2px;text-align:center;vertical-align:middle;"
-    rows = ['<div style="overflow-x:auto;">',
-            '<table style="border-collapse:collapse;margin:0.5em 0;">']
-    if grid.col_labels:
-        head = f'<th style="{cell}"></th>' if grid.row_labels else ""
-        head += "".join(f'<th style="{cell}">{html.escape(lab)}</th>' for lab in grid.col_labels)
-        rows.append(f"<tr>{head}</tr>")
-    for r in range(grid.rows):
-        cells = ""
-        if grid.row_labels:
-            cells += f'<th style="{cell}">{html.escape(grid.row_labels[r])}</th>'
-        for c in range(grid.cols):
-            img = page.images[r * grid.cols + c]
-            caption = (f'<br><span style="font-size:0.9em;">{html.escape(img.caption)}</span>'
-                       if img.caption else "")
-            cells += (f'<td style="{cell}">'
-                      f"{img_tag(img, src_for(img), display_width(img, grid.cols))}"
-                      f"{caption}</td>")
-        rows.append(f"<tr>{cells}</tr>")
-    rows += ["</table>", "</div>"]
-    return "\n".join(parts + rows)

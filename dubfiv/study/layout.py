@@ -1,8 +1,8 @@
 """The pages a participant goes through, shared by the survey, the preview and the estimate.
 
 One place decides what is on which page, so that the Qualtrics survey
-(:mod:`dubfiv.study.qualtrics`), the offline preview (:mod:`dubfiv.study.preview`)
-and the duration estimate (:mod:`dubfiv.study.duration`) agree:
+(:mod:`dubfiv.study.qsf.writer`), the offline preview (:mod:`dubfiv.study.build.preview`)
+and the duration estimate (:mod:`dubfiv.study.build.duration`) agree:
 
 1. consent page: consent text, the consent question, the device question;
 2. tutorial: the intro page, one page per ``Study.tutorial`` page, the

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import dubfiv
-from dubfiv.study import bundle
-from dubfiv.study.bundle import (
+from dubfiv.study.build import bundle
+from dubfiv.study.build.bundle import (
     MANIFEST,
     BundleError,
     build_atomically,

@@ -10,20 +10,20 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from dubfiv.study.condition_effect import (
+from dubfiv.study.qsf.responses_csv import write_responses_csv
+from dubfiv.study.qsf.writer import write_qsf
+from dubfiv.study.results.analysis import AnalysisConfig, ResultsError, analyse_study
+from dubfiv.study.results.condition_effect import (
     ParticipantAccuracy,
     bootstrap_difference,
     cluster_robust_logit,
     mixed_logit,
 )
-from dubfiv.study.qualtrics import write_qsf
-from dubfiv.study.results import AnalysisConfig, ResultsError, analyse_study
-from dubfiv.study.simulate import (
+from dubfiv.study.results.simulate import (
     SimulationConfig,
     estimate_power,
     marginal_accuracy,
     simulate,
-    write_responses_csv,
 )
 
 KEYS = ["baseline", "inn", "concepts"]

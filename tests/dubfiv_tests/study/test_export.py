@@ -25,9 +25,8 @@ from PIL import Image
 
 import dubfiv
 from dubfiv.cli.export_user_study import main
-from dubfiv.study.bundle import MANIFEST, verify_manifest
-from dubfiv.study.content import Study, default_attributes
-from dubfiv.study.export import (
+from dubfiv.study.build.bundle import MANIFEST, verify_manifest
+from dubfiv.study.build.export import (
     PLACEHOLDER_BASE_URL,
     ExportConfig,
     ExportError,
@@ -35,9 +34,10 @@ from dubfiv.study.export import (
     export_user_study,
     replace_image_urls,
 )
-from dubfiv.study.names import NAMES_RECORD
-from dubfiv.study.qualtrics import read_qsf, validate_qsf
-from dubfiv.study.task import answer_attributes, read_ground_truth, select_prediction_tasks
+from dubfiv.study.build.names import NAMES_RECORD
+from dubfiv.study.build.task import answer_attributes, read_ground_truth, select_prediction_tasks
+from dubfiv.study.content import Study, default_attributes
+from dubfiv.study.qsf.reader import read_qsf, validate_qsf
 from two4two.scene_parameters import load_jsonl
 
 BASE = "https://example.org/exported%20study/v1"
@@ -84,7 +84,7 @@ def fake_render(scenes, settings, progress=None) -> list[np.ndarray]:
 @pytest.fixture(scope="module", autouse=True)
 def _fast_tutorial():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("dubfiv.study.tutorial.render_scenes", fake_render)
+        mp.setattr("dubfiv.study.build.tutorial.render_scenes", fake_render)
         yield
 
 
@@ -641,7 +641,7 @@ def test_swapping_image_urls(exported: ExportResult) -> None:
                for i, u in enumerate(urls)}
     swapped = replace_image_urls(qsf, library)
     assert validate_qsf(swapped) == []
-    from dubfiv.study.qualtrics import parse_qsf
+    from dubfiv.study.qsf.reader import parse_qsf
 
     assert sorted(parse_qsf(swapped).image_urls) == sorted(library.values())
     assert BASE not in json.dumps(swapped)
@@ -654,7 +654,8 @@ def test_results_read_the_responses_of_an_export(gt_export: Path, tmp_path: Path
     """The exported survey's columns (checks, device, Prolific ids) are what the results
     command reads: simulated participants who pass everything are all used."""
     from dubfiv.cli.study_results import main as results_main
-    from dubfiv.study.simulate import SimulationConfig, simulate, write_responses_csv
+    from dubfiv.study.qsf.responses_csv import write_responses_csv
+    from dubfiv.study.results.simulate import SimulationConfig, simulate
 
     study = Study.load(gt_export)
     assert {c.tag for c in study.checks} == {"comprehension_1", "comprehension_2",

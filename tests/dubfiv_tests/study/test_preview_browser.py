@@ -16,8 +16,8 @@ from urllib.parse import unquote
 import pytest
 from browser_check import check_page, require_browser
 
+from dubfiv.study.build.preview import write_preview
 from dubfiv.study.content import StudyError
-from dubfiv.study.preview import write_preview
 
 
 class _Tags(HTMLParser):

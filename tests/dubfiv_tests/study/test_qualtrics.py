@@ -12,15 +12,9 @@ from urllib.parse import quote, unquote
 import pytest
 
 from dubfiv.study.content import Study, StudyError
-from dubfiv.study.qualtrics import (
-    QsfError,
-    build_qsf,
-    parse_qsf,
-    read_qsf,
-    response_layout,
-    validate_qsf,
-    write_qsf,
-)
+from dubfiv.study.qsf.columns import response_layout
+from dubfiv.study.qsf.reader import QsfError, parse_qsf, read_qsf, validate_qsf
+from dubfiv.study.qsf.writer import build_qsf, write_qsf
 
 BASE_URL = "https://example.org/studies/fake"  # as in conftest.py
 
@@ -297,7 +291,8 @@ def test_response_layout_matches_the_survey(written) -> None:
         assert layout.confidence[attr.key].tag == f"confidence_{i}"
     assert layout.prediction["t1"].import_id == tags["predict_t1"]
     assert layout.condition.tag == "condition"
-    assert response_layout(study) == layout  # in-memory build gives the same columns
+    # a survey built in memory gives the same columns
+    assert response_layout(study, parse_qsf(build_qsf(study))) == layout
     study.attributes[0].label = "renamed"
     with pytest.raises(QsfError, match="differ from the study's attributes"):
         response_layout(study, read_qsf(folder / "study.qsf"))

@@ -28,13 +28,13 @@ from test_results import _simulate, _write_csv
 import two4two.files
 from dubfiv.cli.export_user_study import main as export_main
 from dubfiv.cli.study_results import main as results_main
-from dubfiv.study.bundle import MANIFEST, BundleError, build_atomically
+from dubfiv.study.build.bundle import MANIFEST, BundleError, build_atomically
+from dubfiv.study.build.names import NAMES_RECORD, PUBLIC_DIR
+from dubfiv.study.build.preview import render_preview
 from dubfiv.study.content import DEFAULT_TITLE, Study
-from dubfiv.study.names import NAMES_RECORD, PUBLIC_DIR
-from dubfiv.study.preview import render_preview
-from dubfiv.study.qualtrics import build_qsf, write_qsf
-from dubfiv.study.responses import read_responses
-from dubfiv.study.results import ResultsError, analyse_study
+from dubfiv.study.qsf.writer import build_qsf, write_qsf
+from dubfiv.study.results.analysis import ResultsError, analyse_study
+from dubfiv.study.results.responses import read_responses
 
 RESULT_FILES = ["accuracy.png", "results.json", "results.png"]
 RUN_NAME = "model_private_name_7f3a"  # the run's folder: the study's internal name uses it
@@ -318,7 +318,7 @@ def test_stale_leftovers_of_dead_builds_are_removed(tmp_path: Path) -> None:
 _KILLED_BUILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from dubfiv.study.bundle import build_atomically
+    from dubfiv.study.build.bundle import build_atomically
 
     def build(tmp):
         (tmp / "records").mkdir()

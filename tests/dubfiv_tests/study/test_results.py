@@ -13,8 +13,8 @@ from scipy.stats import binomtest
 
 from dubfiv.cli.study_results import main
 from dubfiv.study.content import Study
-from dubfiv.study.qualtrics import write_qsf
-from dubfiv.study.results import ResultsError, analyse_study, wilson_interval
+from dubfiv.study.qsf.writer import write_qsf
+from dubfiv.study.results.analysis import ResultsError, analyse_study, wilson_interval
 
 N_PER_CONDITION = 40
 META = [("StartDate", '{"ImportId":"startDate","timeZone":"America/Denver"}'),

@@ -11,15 +11,16 @@ import pytest
 
 from dubfiv.cli.study_results import main
 from dubfiv.study.content import CheckQuestion, Page, Study
-from dubfiv.study.exclusions import (
+from dubfiv.study.qsf.responses_csv import write_responses_csv
+from dubfiv.study.qsf.writer import write_qsf
+from dubfiv.study.results.analysis import AnalysisConfig, ResultsError, analyse_study
+from dubfiv.study.results.exclusions import (
     DEFAULT_MIN_DURATION_S,
     RULES,
     ExclusionConfig,
     default_min_duration_s,
 )
-from dubfiv.study.qualtrics import write_qsf
-from dubfiv.study.results import AnalysisConfig, ResultsError, analyse_study
-from dubfiv.study.simulate import SimulationConfig, simulate, write_responses_csv
+from dubfiv.study.results.simulate import SimulationConfig, simulate
 
 N = 6  # participants per condition
 

@@ -12,19 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dubfiv.study.content import (
-    MIN_IMAGE_PX,
-    PredictionTask,
-    StudyImage,
-    default_attributes,
-)
-from dubfiv.study.duration import Timing, estimate, page_seconds
-from dubfiv.study.figures import RenderSettings
-from dubfiv.study.layout import attention_slots, participant_pages, plain_words
-from dubfiv.study.names import ImageNamer, NamingError
-from dubfiv.study.preview import render_preview
-from dubfiv.study.qualtrics import build_qsf
-from dubfiv.study.tutorial import (
+from dubfiv.study.build.duration import Timing, estimate, page_seconds
+from dubfiv.study.build.material import RenderSettings
+from dubfiv.study.build.names import ImageNamer, NamingError
+from dubfiv.study.build.preview import render_preview
+from dubfiv.study.build.tutorial import (
     CHECK_CHANGES,
     VARIATIONS,
     TutorialError,
@@ -35,6 +27,14 @@ from dubfiv.study.tutorial import (
     infer_color_map,
     tutorial_scenes,
 )
+from dubfiv.study.content import (
+    PredictionTask,
+    StudyImage,
+    default_attributes,
+)
+from dubfiv.study.layout import attention_slots, participant_pages, plain_words
+from dubfiv.study.page_html import MIN_IMAGE_PX
+from dubfiv.study.qsf.writer import build_qsf
 
 BASE_URL = "https://example.org/studies/fake"
 CHANGED = ("spherical", "bending", "obj_rotation_roll", "obj_rotation_pitch",
@@ -101,7 +101,7 @@ def test_colour_maps_are_read_from_scenes() -> None:
 
 
 def test_tutorial_pages_and_checks(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("dubfiv.study.tutorial.render_scenes", _fake_render)
+    monkeypatch.setattr("dubfiv.study.build.tutorial.render_scenes", _fake_render)
     lines: list[str] = []
     namer = ImageNamer(SECRET)
     tut = build_tutorial(tmp_path, default_attributes(), TutorialSettings(resolution=32),

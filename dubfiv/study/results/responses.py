@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 
 from dubfiv.errors import DubfivError
-from dubfiv.study.qualtrics import Column
+from dubfiv.study.qsf.columns import Column
 
 __all__ = [
     "MISSING_CODES",

@@ -1,9 +1,9 @@
-"""Analyse a Qualtrics CSV export of a study built by :mod:`dubfiv.study.qualtrics`.
+"""Analyse a Qualtrics CSV export of a study built by :mod:`dubfiv.study.qsf.writer`.
 
-Input: the CSV as Qualtrics exports it (:mod:`dubfiv.study.responses`: three
+Input: the CSV as Qualtrics exports it (:mod:`dubfiv.study.results.responses`: three
 header rows, numeric values or choice texts; empty cells and ``-99`` are
 missing answers). Columns are found by export tag, else by import id
-(:func:`dubfiv.study.qualtrics.response_layout`):
+(:func:`dubfiv.study.qsf.writer.response_layout`):
 
 =========================  =======================  ============================================
 column (row 1)             import id (row 3)        value
@@ -26,13 +26,13 @@ column (row 1)             import id (row 3)        value
 =========================  =======================  ============================================
 
 ``<i>`` is the 1-based position of the attribute in ``study.attributes``.
-Responses are first screened (:mod:`dubfiv.study.exclusions`; each rule
+Responses are first screened (:mod:`dubfiv.study.results.exclusions`; each rule
 counted). Of the responses kept, per condition and attribute the share judging
 it relevant gets a 95% Wilson score interval; the prediction accuracy (answer
 = the model's prediction) is pooled over answers (Wilson, answers treated as
 independent) and averaged per participant. The attribute *accuracy* (answer =
 ground truth, attributes with unknown truth skipped) is computed per
-participant and compared between conditions (:mod:`dubfiv.study.condition_effect`).
+participant and compared between conditions (:mod:`dubfiv.study.results.condition_effect`).
 The choices (missing answers, rule order, models) are explained in
 ``docs/study_analysis.md``.
 """
@@ -47,27 +47,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dubfiv.study.condition_effect import (
+from dubfiv.study.content import Study
+from dubfiv.study.qsf.columns import ResponseLayout, response_layout
+from dubfiv.study.qsf.reader import QsfError, read_qsf
+from dubfiv.study.results.condition_effect import (
     ParticipantAccuracy,
     compare_conditions,
     default_reference,
 )
-from dubfiv.study.content import Study
-from dubfiv.study.exclusions import (
+from dubfiv.study.results.exclusions import (
     FINISHED,
     RESPONSE_ID,
     ExclusionConfig,
     apply_exclusions,
 )
-from dubfiv.study.qualtrics import QsfError, ResponseLayout, read_qsf, response_layout
-from dubfiv.study.responses import Responses, ResultsError, choice, read_responses
-from dubfiv.study.results_figure import (
+from dubfiv.study.results.figure import (
     accuracy_figure,
     relevance_figure,
     save_png,
     write_accuracy_figure,
     write_figure,
 )
+from dubfiv.study.results.responses import Responses, ResultsError, choice, read_responses
 from two4two.files import atomic_write_many
 
 __all__ = [
@@ -113,7 +114,7 @@ class AnalysisConfig:
     """Parameters of the analysis (exclusions, comparison, bootstrap)."""
 
     #: Exclude responses faster than this (seconds); ``None``: from the study
-    #: (:func:`dubfiv.study.exclusions.default_min_duration_s`); ``0``: rule off.
+    #: (:func:`dubfiv.study.results.exclusions.default_min_duration_s`); ``0``: rule off.
     min_duration_s: float | None = None
     #: Reference condition of the comparison (default: ``baseline``, else the first).
     reference: str | None = None
@@ -259,13 +260,20 @@ def _prediction(study: Study, answers: list[dict[str, Any]]) -> dict[str, Any]:
 
 def analyse_study(responses_csv: str | os.PathLike[str], study_dir: str | os.PathLike[str],
                   config: AnalysisConfig | None = None) -> dict[str, Any]:
-    """Load ``study_dir/study.json`` (and ``study.qsf`` if present) and analyse the CSV."""
+    """Load ``study_dir/study.json`` and ``study.qsf`` and analyse the CSV.
+
+    The survey (``study.qsf``, written by the export) says which column holds
+    which answer (:func:`dubfiv.study.qsf.columns.response_layout`).
+    """
     responses = read_responses(responses_csv)
     study = Study.load(study_dir)
     qsf = Path(study_dir) / QSF_NAME
+    if not qsf.is_file():
+        raise ResultsError(f"{qsf}: no survey file; the response columns are read from the "
+                           "survey the export wrote: copy study.qsf back into the study folder "
+                           "or export the study again")
     try:
-        parsed = read_qsf(qsf) if qsf.is_file() else None
-        layout = response_layout(study, parsed)
+        layout = response_layout(study, read_qsf(qsf))
     except QsfError as exc:
         raise ResultsError(f"{qsf}: {exc}") from exc
     return analyse_responses(study, responses, layout, config)

@@ -29,7 +29,7 @@ import numpy as np
 
 from dubfiv.rundir import GROUND_TRUTH_REPORT
 from dubfiv.study.content import Attribute, PredictionTask, StudyImage
-from dubfiv.study.figures import (
+from dubfiv.study.build.material import (
     MaterialError,
     RenderSettings,
     cell_path,
@@ -39,7 +39,7 @@ from dubfiv.study.figures import (
 
 if TYPE_CHECKING:
     from dubfiv.analysis import Analysis
-    from dubfiv.study.names import ImageNamer
+    from dubfiv.study.build.names import ImageNamer
 
 __all__ = [
     "answer_attributes",

@@ -23,7 +23,7 @@ excluded responses (a CONSORT-style flow):
    of the study;
 9. ``too_fast`` -- ``Duration (in seconds)`` below ``min_duration_s``.
 
-A missing cell (empty or ``-99``, :func:`dubfiv.study.responses.is_missing`)
+A missing cell (empty or ``-99``, :func:`dubfiv.study.results.responses.is_missing`)
 never fails a rule: an unanswered check is not a failed check (nor an
 unanswered device question a wrong device), a response
 without a duration is not too fast, one without a ``PROLIFIC_PID`` is no
@@ -40,8 +40,8 @@ import datetime as dt
 from typing import Any
 
 from dubfiv.study.content import Study
-from dubfiv.study.qualtrics import Column, ResponseLayout
-from dubfiv.study.responses import (
+from dubfiv.study.qsf.columns import Column, ResponseLayout
+from dubfiv.study.results.responses import (
     Responses,
     ResultsError,
     choice,
@@ -155,7 +155,7 @@ def apply_exclusions(study: Study, responses: Responses, layout: ResponseLayout,
     """Apply :data:`RULES` to every row of ``responses`` (see the module docstring).
 
     ``layout`` holds the survey's columns (consent, condition, checks, device;
-    :func:`dubfiv.study.qualtrics.response_layout`).
+    :func:`dubfiv.study.qsf.writer.response_layout`).
     """
     config = config or ExclusionConfig()
     if config.min_duration_s is None:

@@ -37,7 +37,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from dubfiv.errors import DubfivError
-from dubfiv.study.content import write_text_atomic
+from dubfiv.files import atomic_write_text
 from two4two.files import describe_os_error, make_owned_temp_dir, remove_stale
 
 __all__ = [
@@ -252,7 +252,7 @@ def write_manifest(folder: str | os.PathLike[str], run_dir: str | os.PathLike[st
         "config": config,
         "files": _listing(folder),
     }
-    write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

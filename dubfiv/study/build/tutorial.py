@@ -16,7 +16,7 @@ Rendered with two4two at export time (:func:`render_scenes`, Blender Cycles):
 Scenes are deterministic (fixed values, ids ``tutorial-...``); Cycles renders
 with a fixed noise seed, so the same settings give the same images. Images are
 written like the explanation cells (integer upscaling to ``cell_pixels``,
-neutral names in ``public/`` through an :class:`~dubfiv.study.names.ImageNamer`).
+neutral names in ``public/`` through an :class:`~dubfiv.study.build.names.ImageNamer`).
 Angles are radians; positions Blender units (+x right, +y up in the image).
 """
 
@@ -34,10 +34,10 @@ import numpy as np
 
 from dubfiv.errors import ParameterError
 from dubfiv.study.content import Attribute, CheckQuestion, GridLayout, Page, StudyImage
-from dubfiv.study.figures import RenderSettings, cell_path, save_cell
+from dubfiv.study.build.material import RenderSettings, cell_path, save_cell
 
 if TYPE_CHECKING:
-    from dubfiv.study.names import ImageNamer
+    from dubfiv.study.build.names import ImageNamer
     from two4two.scene_parameters import SceneParameters
 
 __all__ = [

@@ -18,24 +18,24 @@
     manifest.json             every file with its sha256, run, config, command line, version
 
 The survey has a consent page (with the estimated duration and a device
-question), a tutorial rendered with two4two (:mod:`dubfiv.study.tutorial`)
+question), a tutorial rendered with two4two (:mod:`dubfiv.study.build.tutorial`)
 ending in comprehension checks, one randomly assigned condition, the attribute
 questions with the explanation shown again above them (only the attributes
 with a ground truth, when there is one), prediction tasks with an attention
 check among them, and, with a Prolific completion code, Prolific's URL
-parameters and completion redirect (:mod:`dubfiv.study.qualtrics`).
+parameters and completion redirect (:mod:`dubfiv.study.qsf.writer`).
 
 Everything is checked before anything is written (:func:`preflight`: the
 condition, the image base URL, the run and its head, the output folder), the
 folder is built beside the destination and renamed into place
-(:func:`dubfiv.study.bundle.build_atomically`), so a failed export leaves the
+(:func:`dubfiv.study.build.bundle.build_atomically`), so a failed export leaves the
 destination as it was and a rerun replaces an earlier export in one step.
 ``manifest.json`` is written last. Errors name the :class:`ExportConfig`
 field (``ExportError.parameter``); the command maps it to its flag.
 
 The image names are keyed by a random secret kept in ``records/`` (never
 hosted); a re-export into the same folder reuses it, so the names stay the
-same (:mod:`dubfiv.study.names`). Participants see a neutral survey title
+same (:mod:`dubfiv.study.build.names`). Participants see a neutral survey title
 (:attr:`~dubfiv.study.content.Study.title`), never the study's internal name.
 """
 
@@ -52,8 +52,9 @@ from urllib.parse import urlparse
 
 from dubfiv.errors import DubfivError, ParameterError
 from dubfiv.explain.records import write_json
+from dubfiv.files import atomic_write_text
 from dubfiv.rundir import experiment_beside
-from dubfiv.study.bundle import BundleError, build_atomically, check_writable, write_manifest
+from dubfiv.study.build.bundle import BundleError, build_atomically, check_writable, write_manifest
 from dubfiv.study.content import (
     CONDITION_KEYS,
     Attribute,
@@ -62,10 +63,9 @@ from dubfiv.study.content import (
     consent_with_duration,
     default_attention_checks,
     default_attributes,
-    write_text_atomic,
 )
-from dubfiv.study.duration import estimate
-from dubfiv.study.figures import (
+from dubfiv.study.build.duration import estimate
+from dubfiv.study.build.material import (
     Material,
     MaterialError,
     RenderSettings,
@@ -73,11 +73,12 @@ from dubfiv.study.figures import (
     concepts_material,
     inn_material,
 )
-from dubfiv.study.names import PUBLIC_DIR, ImageNamer, read_secret
-from dubfiv.study.preview import write_preview
-from dubfiv.study.qualtrics import QsfError, validate_qsf, write_qsf
-from dubfiv.study.task import answer_attributes, prediction_tasks, read_ground_truth
-from dubfiv.study.tutorial import TutorialError, TutorialSettings, build_tutorial
+from dubfiv.study.build.names import PUBLIC_DIR, ImageNamer, read_secret
+from dubfiv.study.build.preview import write_preview
+from dubfiv.study.qsf.reader import QsfError, validate_qsf
+from dubfiv.study.qsf.writer import write_qsf
+from dubfiv.study.build.task import answer_attributes, prediction_tasks, read_ground_truth
+from dubfiv.study.build.tutorial import TutorialError, TutorialSettings, build_tutorial
 from two4two.errors import Two4TwoError
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ class ExportConfig:
         concept_method, n_concepts, concepts_per_sign, concept_images,
         concept_fit_images, concept_eval_images, concept_resolution: see
             :meth:`dubfiv.analysis.Analysis.concepts` (resolution ``None``: 8, else 4).
-        dpi, cell_pixels: PNG resolution (:class:`~dubfiv.study.figures.RenderSettings`).
+        dpi, cell_pixels: PNG resolution (:class:`~dubfiv.study.build.material.RenderSettings`).
         batch_size: images per forward pass.
         cache: use the run's analysis cache (``<run_dir>/analysis_cache``).
         progress: progress bars and step messages.
@@ -400,7 +401,7 @@ def check_public_folder(folder: Path, study: Study) -> None:
 
 def _infer_color_maps(analysis: Analysis) -> tuple[str, str]:
     """The colour maps of the run's scenes (object, background), default ``coolwarm``."""
-    from dubfiv.study.tutorial import infer_color_map
+    from dubfiv.study.build.tutorial import infer_color_map
 
     try:
         params = getattr(analysis.open("validation"), "params", None)
@@ -461,7 +462,7 @@ def export_user_study(config: ExportConfig, command_line: Sequence[str] | None =
                      "older version), so the images got new names: upload public/ again")
     config_path = experiment_beside(checkpoint)
     args = list(command_line) if command_line is not None else [
-        "dubfiv.study.export.export_user_study", json.dumps(
+        "dubfiv.study.build.export.export_user_study", json.dumps(
             {k: str(v) for k, v in dataclasses.asdict(config).items()})]
 
     def build(folder: Path) -> Study:
@@ -530,10 +531,10 @@ def export_user_study(config: ExportConfig, command_line: Sequence[str] | None =
             raise ExportError("the survey failed its own check (a bug): " + "; ".join(problems))
         write_preview(study, folder)
         check_public_folder(folder, study)
-        write_text_atomic(folder / README, _readme(study, config, placeholder,
+        atomic_write_text(folder / README, _readme(study, config, placeholder,
                                                    duration.minutes))
         summary = analysis.summary(print_summary=False)
-        write_text_atomic(folder / EXPORT_JSON, json.dumps({
+        atomic_write_text(folder / EXPORT_JSON, json.dumps({
             "run_dir": str(Path(config.run_dir).absolute()),
             "config": {k: (str(v) if isinstance(v, Path) else v)
                        for k, v in dataclasses.asdict(config).items()},
@@ -579,7 +580,7 @@ def replace_image_urls(qsf: Mapping[str, Any], url_for: Mapping[str, str] | Call
     every image URL of the survey must be in it (:class:`ExportError` lists the
     missing ones), so no image is left pointing to the old host.
     """
-    from dubfiv.study.qualtrics import parse_qsf
+    from dubfiv.study.qsf.reader import parse_qsf
 
     urls = parse_qsf(qsf).image_urls
     if isinstance(url_for, Mapping):

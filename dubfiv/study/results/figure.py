@@ -1,4 +1,4 @@
-"""Figures of :mod:`dubfiv.study.results`: relevance shares and attribute accuracy.
+"""Figures of :mod:`dubfiv.study.results.analysis`: relevance shares and attribute accuracy.
 
 :func:`relevance_figure` and :func:`accuracy_figure` draw (in memory);
 :func:`save_png` writes a figure to a path as is (for

@@ -15,55 +15,38 @@ Attributes with unknown truth get a fair coin; prediction tasks are answered
 like the model with the same probability; every check is passed; consent given;
 the device question (if asked) answered with its first choice.
 
-:func:`simulate` returns rows in the columns of Qualtrics' export,
-:func:`write_responses_csv` writes them with the three header rows, and
+:func:`simulate` returns rows keyed by the export tags of Qualtrics' CSV export
+(:func:`dubfiv.study.qsf.responses_csv.write_responses_csv` writes them as that
+file), and
 :func:`estimate_power` repeats the analysis on many simulated studies
 (``docs/study_analysis.md``).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as dt
-import json
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dubfiv.files import atomic_write_text
-from dubfiv.study.condition_effect import (
+from dubfiv.study.content import Study
+from dubfiv.study.results.condition_effect import (
     ParticipantAccuracy,
     cluster_robust_logit,
     default_reference,
 )
-from dubfiv.study.content import Study
-from dubfiv.study.exclusions import DEVICE_TAG
-from dubfiv.study.qualtrics import build_qsf, parse_qsf, response_layout
-from dubfiv.study.responses import ResultsError
+from dubfiv.study.results.exclusions import DEVICE_TAG
+from dubfiv.study.results.responses import ResultsError
 
 __all__ = [
-    "EMBEDDED_COLUMNS",
-    "META_COLUMNS",
     "Simulation",
     "SimulationConfig",
     "estimate_power",
     "simulate",
-    "write_responses_csv",
 ]
 
-#: Qualtrics' metadata columns: (export tag, import id).
-META_COLUMNS = [
-    ("StartDate", "startDate"), ("EndDate", "endDate"), ("Status", "status"),
-    ("IPAddress", "ipAddress"), ("Progress", "progress"),
-    ("Duration (in seconds)", "duration"), ("Finished", "finished"),
-    ("RecordedDate", "recordedDate"), ("ResponseId", "_recordId"),
-    ("DistributionChannel", "distributionChannel"), ("UserLanguage", "userLanguage")]
-#: Embedded data written by the survey flow (the import id is the field name).
-EMBEDDED_COLUMNS = ["PROLIFIC_PID", "STUDY_ID", "SESSION_ID", "condition"]
 _START = dt.datetime(2024, 5, 1, 9, 0, 0)
 
 
@@ -155,7 +138,7 @@ def simulate(study: Study, config: SimulationConfig | None = None) -> Simulation
     """Simulate ``config.n_per_condition`` complete responses per condition.
 
     Rows hold numeric codes (choice numbers, ``Finished`` ``1``) in the columns
-    of :func:`write_responses_csv`; a response's ``ResponseId`` is
+    of :func:`dubfiv.study.qsf.responses_csv.write_responses_csv`; a response's ``ResponseId`` is
     ``R_sim<number>``.
     """
     config = config or SimulationConfig()
@@ -213,77 +196,12 @@ def simulate(study: Study, config: SimulationConfig | None = None) -> Simulation
     return Simulation(rows, truth, participants)
 
 
-def _columns(study: Study) -> list[tuple[str, str]]:
-    """(export tag, import id) of every column, in Qualtrics' order."""
-    parsed = parse_qsf(build_qsf(study, study.image_base_url or "https://example.invalid"))
-    layout = response_layout(study, parsed)
-    cols = [*META_COLUMNS, (layout.consent.tag, layout.consent.import_id)]
-    if layout.device is not None:
-        cols.append((layout.device.tag, layout.device.import_id))
-    cols += [(c.tag, c.import_id) for c in layout.checks.values()]
-    cols += [(c.tag, c.import_id) for c in layout.relevance.values()]
-    cols += [(c.tag, c.import_id) for c in layout.confidence.values()]
-    cols += [(c.tag, c.import_id) for c in layout.prediction.values()]
-    return cols + [(name, name) for name in EMBEDDED_COLUMNS]
-
-
-def _as_text(study: Study, tag: str, value: str) -> str:
-    """The choice-text form of a numeric cell (Qualtrics' "Use choice text" export)."""
-    labels: list[str] | None = None
-    if tag == "consent":
-        labels = [study.consent_agree, study.consent_decline]
-    elif tag.startswith("relevance_"):
-        labels = list(study.relevance_answers)
-    elif tag.startswith("confidence_"):
-        labels = list(study.confidence_answers)
-    elif tag.startswith("predict_"):
-        labels = list(study.class_names)
-    elif tag in {c.tag for c in study.checks}:
-        labels = next(c.choices for c in study.checks if c.tag == tag)
-    elif tag == DEVICE_TAG:
-        labels = list(study.device_choices)
-    elif tag == "Finished":
-        return {"1": "True", "0": "False"}.get(value, value)
-    elif tag == "Status":
-        return {"0": "IP Address", "1": "Survey Preview", "2": "Survey Test",
-                "8": "Spam"}.get(value, value)
-    if labels is not None and value.isdigit() and 1 <= int(value) <= len(labels):
-        return labels[int(value) - 1]
-    return value
-
-
-def write_responses_csv(path: str | os.PathLike[str], study: Study,
-                        rows: list[dict[str, str]], numeric: bool = True) -> Path:
-    """Write ``rows`` as Qualtrics exports them: three header rows, then one row each.
-
-    Cells missing from a row are written empty; ``numeric=False`` writes choice
-    texts instead of choice numbers. Import ids come from the survey built for
-    ``study`` (:func:`dubfiv.study.qualtrics.build_qsf`).
-    """
-    import io
-
-    cols = _columns(study)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow([tag for tag, _ in cols])
-    writer.writerow([f"{tag} (question text)" for tag, _ in cols])
-    writer.writerow([json.dumps({"ImportId": imp}) for _, imp in cols])
-    for row in rows:
-        cells = [row.get(tag, "") for tag, _ in cols]
-        if not numeric:
-            cells = [_as_text(study, tag, v) for (tag, _), v in zip(cols, cells, strict=True)]
-        writer.writerow(cells)
-    path = Path(path)
-    atomic_write_text(path, buf.getvalue())
-    return path
-
-
 def estimate_power(study: Study, config: SimulationConfig, n_simulations: int = 200,
                    alpha: float = 0.05) -> dict[str, float]:
     """Share of simulated studies whose primary analysis finds each condition's effect.
 
     Runs :func:`simulate` ``n_simulations`` times (seeds ``config.seed + i``) and
-    fits :func:`dubfiv.study.condition_effect.cluster_robust_logit` on the
+    fits :func:`dubfiv.study.results.condition_effect.cluster_robust_logit` on the
     outcomes; returns condition -> share with ``p < alpha`` (for a condition
     without effect: the false-positive rate).
     """

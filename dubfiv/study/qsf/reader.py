@@ -4,7 +4,7 @@
 flow, questions, export tags, image URLs, the conditions assigned by the
 randomizer, the attribute rows of the relevance matrix, embedded-data fields,
 end-of-survey redirects); :func:`validate_qsf` lists what would break an import
-or the study. Surveys are built by :mod:`dubfiv.study.qualtrics`, which
+or the study. Surveys are built by :mod:`dubfiv.study.qsf.writer`, which
 re-exports these names. Blocks may be a list (as in Qualtrics' own exports) or
 an object keyed "0", "1", ...; the facts relied on are in ``docs/qualtrics.md``.
 """

@@ -10,7 +10,7 @@ folder:
 * every cell of the grid as its own file, enlarged by an integer factor
   (nearest neighbour, no new detail) to at least ``cell_pixels`` pixels on the
   long side, with the same dpi; these are the images the survey shows, in an
-  HTML table (:class:`GridLayout`). With an :class:`~dubfiv.study.names.ImageNamer`
+  HTML table (:class:`GridLayout`). With an :class:`~dubfiv.study.build.names.ImageNamer`
   they get neutral names in ``public/`` (the record keeps the descriptive
   ``key``, e.g. ``baseline/row1_bin2``); without one they are written to
   ``images/<key>.png``;
@@ -44,7 +44,7 @@ from dubfiv.study.content import Condition, GridLayout, Page, StudyImage
 
 if TYPE_CHECKING:
     from dubfiv.analysis import Analysis
-    from dubfiv.study.names import ImageNamer
+    from dubfiv.study.build.names import ImageNamer
 
 __all__ = [
     "FIGURES_DIR",
@@ -74,7 +74,7 @@ _INCH = 0.0254  # metres
 class MaterialError(ParameterError):
     """An explanation cannot be turned into study material (e.g. nothing to show).
 
-    ``parameter`` names the export setting (:class:`~dubfiv.study.export.ExportConfig`
+    ``parameter`` names the export setting (:class:`~dubfiv.study.build.export.ExportConfig`
     field) the message starts with, if any, so a command can name its flag instead.
     """
 

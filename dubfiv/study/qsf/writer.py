@@ -1,7 +1,8 @@
-"""Qualtrics survey files (``.qsf``): build from a :class:`Study`; read and validate.
+"""Write a :class:`Study` as a Qualtrics survey file (``.qsf``).
 
-Reading and validation live in :mod:`dubfiv.study.qsf_reader` and are re-exported here.
-The .qsf facts this module relies on are written up in ``docs/qualtrics.md``.
+Reading and validation live in :mod:`dubfiv.study.qsf.reader`, the response
+columns in :mod:`dubfiv.study.qsf.columns`. The .qsf facts this module relies
+on are written up in ``docs/qualtrics.md``.
 
 The survey (the pages follow :mod:`dubfiv.study.layout`)::
 
@@ -35,7 +36,7 @@ ended it stays in the data. Condition blocks hold one DB question per page
 ``NextAnswerId``; the blocks are a list; the elements ``SCO``, ``PROJ`` and
 ``STAT`` are there as in Qualtrics' own exports.
 
-Response columns of Qualtrics' CSV export (:func:`response_layout`): the MC
+Response columns of Qualtrics' CSV export (:func:`dubfiv.study.qsf.columns.response_layout`): the MC
 questions are one column named by their DataExportTag (``consent``,
 ``device``, each check's tag, ``predict_<task key>``), the matrices one column
 per row named ``<tag>_<row>`` with ``row`` the 1-based position of the
@@ -48,7 +49,6 @@ or the choice texts (choice-text export).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import hashlib
 import html
@@ -60,17 +60,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
-from dubfiv.study.content import (
-    CheckQuestion,
-    Study,
-    StudyImage,
-    display_width,
-    img_tag,
-    render_page_html,
-    write_text_atomic,
-)
+from dubfiv.files import atomic_write_text
+from dubfiv.study.content import CheckQuestion, Study, StudyImage
 from dubfiv.study.layout import attention_slots
-from dubfiv.study.qsf_reader import (
+from dubfiv.study.page_html import display_width, img_tag, render_page_html
+from dubfiv.study.qsf.reader import (
     CONDITION_FIELD,
     PROLIFIC_FIELDS,
     TAG_CONFIDENCE,
@@ -78,39 +72,14 @@ from dubfiv.study.qsf_reader import (
     TAG_DEVICE,
     TAG_END,
     TAG_RELEVANCE,
-    ParsedBlock,
-    ParsedQuestion,
-    ParsedSurvey,
     QsfError,
-    load_qsf_dict,
-    parse_qsf,
-    read_qsf,
-    validate_qsf,
 )
 
 __all__ = [
-    "CONDITION_FIELD",
     "PROLIFIC_COMPLETION_URL",
-    "PROLIFIC_FIELDS",
-    "TAG_CONFIDENCE",
-    "TAG_CONSENT",
-    "TAG_DEVICE",
-    "TAG_END",
-    "TAG_RELEVANCE",
-    "Column",
-    "ParsedBlock",
-    "ParsedQuestion",
-    "ParsedSurvey",
-    "QsfError",
-    "ResponseLayout",
     "build_qsf",
     "image_url",
-    "load_qsf_dict",
-    "parse_qsf",
     "prolific_completion_url",
-    "read_qsf",
-    "response_layout",
-    "validate_qsf",
     "write_qsf",
 ]
 
@@ -465,79 +434,5 @@ def write_qsf(path: str | os.PathLike[str], study: Study, image_base_url: str | 
               created: _dt.datetime | None = None) -> dict[str, Any]:
     """Build the survey and write it to ``path`` (atomically); return the dictionary."""
     qsf = build_qsf(study, image_base_url, created)
-    write_text_atomic(Path(path), json.dumps(qsf, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(Path(path), json.dumps(qsf, indent=1, ensure_ascii=False) + "\n")
     return qsf
-
-
-# ---------------------------------------------------------------------- response layout
-
-
-@dataclasses.dataclass(frozen=True)
-class Column:
-    """A CSV column of the response export: header row 1 (``tag``) and 3 (``import_id``)."""
-
-    tag: str
-    import_id: str
-
-
-@dataclasses.dataclass(frozen=True)
-class ResponseLayout:
-    """Where each answer of the survey lands in Qualtrics' CSV export."""
-
-    consent: Column
-    condition: Column
-    relevance: dict[str, Column]  # attribute key -> column
-    confidence: dict[str, Column]  # attribute key -> column
-    prediction: dict[str, Column]  # task key -> column
-    checks: dict[str, Column] = dataclasses.field(default_factory=dict)  # check tag -> column
-    device: Column | None = None  # the device question (choice 1 = desktop), if asked
-    embedded: dict[str, Column] = dataclasses.field(default_factory=dict)  # Prolific ids
-
-    def columns(self) -> list[Column]:
-        """The answer columns every finished response has (not the checks, the device
-        question or the Prolific ids: see ``checks``, ``device``, ``embedded``)."""
-        return [self.consent, self.condition, *self.relevance.values(),
-                *self.confidence.values(), *self.prediction.values()]
-
-
-def response_layout(study: Study, parsed: ParsedSurvey | None = None) -> ResponseLayout:
-    """The export columns of the survey of ``study`` (built in memory unless ``parsed``).
-
-    Raises :class:`QsfError` if ``parsed`` does not match the study (another
-    survey, or attributes changed).
-    """
-    if parsed is None:
-        parsed = parse_qsf(build_qsf(study, study.image_base_url or "https://example.invalid"))
-    tags = parsed.export_tags
-    needed = [TAG_CONSENT, TAG_RELEVANCE, TAG_CONFIDENCE] + [f"predict_{t.key}"
-                                                            for t in study.tasks]
-    missing = [t for t in needed if t not in tags]
-    if missing:
-        raise QsfError(f"the survey has no questions tagged {missing}: it was not built "
-                       "from this study")
-    labels = [a.label for a in study.attributes]
-    for tag in (TAG_RELEVANCE, TAG_CONFIDENCE):
-        got = [parsed.questions[tags[tag]].choices[k]
-               for k in sorted(parsed.questions[tags[tag]].choices, key=int)]
-        if got != labels:
-            raise QsfError(f"the survey's {tag!r} rows {got} differ from the study's "
-                           f"attributes {labels}")
-
-    def matrix(tag: str) -> dict[str, Column]:
-        qid = tags[tag]
-        return {a.key: Column(f"{tag}_{i + 1}", f"{qid}_{i + 1}")
-                for i, a in enumerate(study.attributes)}
-
-    missing_checks = [c.tag for c in study.checks if c.tag not in tags]
-    if missing_checks:
-        raise QsfError(f"the survey has no check questions tagged {missing_checks}: it was "
-                       "not built from this study")
-    return ResponseLayout(
-        consent=Column(TAG_CONSENT, tags[TAG_CONSENT]),
-        condition=Column(CONDITION_FIELD, CONDITION_FIELD),
-        relevance=matrix(TAG_RELEVANCE), confidence=matrix(TAG_CONFIDENCE),
-        prediction={t.key: Column(f"predict_{t.key}", tags[f"predict_{t.key}"])
-                    for t in study.tasks},
-        checks={c.tag: Column(c.tag, tags[c.tag]) for c in study.checks},
-        device=Column(TAG_DEVICE, tags[TAG_DEVICE]) if TAG_DEVICE in tags else None,
-        embedded={f: Column(f, f) for f in PROLIFIC_FIELDS if f in parsed.embedded_fields})

@@ -20,16 +20,10 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
-from dubfiv.study.content import (
-    CheckQuestion,
-    Study,
-    StudyImage,
-    display_width,
-    img_tag,
-    render_page_html,
-    write_text_atomic,
-)
+from dubfiv.files import atomic_write_text
+from dubfiv.study.content import CheckQuestion, Study, StudyImage
 from dubfiv.study.layout import attention_slots
+from dubfiv.study.page_html import display_width, img_tag, render_page_html
 
 __all__ = ["PREVIEW_HTML", "render_preview", "write_preview"]
 
@@ -227,5 +221,5 @@ def write_preview(study: Study, folder: str | os.PathLike[str], show_answers: bo
     """
     study.check(folder)
     path = Path(folder) / PREVIEW_HTML
-    write_text_atomic(path, render_preview(study, show_answers))
+    atomic_write_text(path, render_preview(study, show_answers))
     return path
