@@ -165,5 +165,5 @@ def require_browser() -> str:
     binary = find_browser()
     if binary is None:
         pytest.skip("no Chromium found (tried " + ", ".join(BROWSERS) + "); install Debian's "
-                    "`chromium` (apt-get install chromium, as .ci/run does) to run this test")
+                    "`chromium` (apt-get install chromium, as ./dev test does) to run this test")
     return binary
