@@ -33,6 +33,7 @@ import toml
 
 from dubfiv.config_ranges import AT_LEAST_1, BETA, NON_NEGATIVE, POSITIVE, PROBABILITY, Range
 from dubfiv.errors import DubfivError
+from two4two.files import read_toml
 
 __all__ = [
     "ClassifierConfig",
@@ -435,13 +436,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def _read_toml(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found. Check the path.")
-    try:
-        return toml.loads(path.read_text(encoding="utf-8"))
-    except toml.TomlDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    return read_toml(path, ConfigError)
 
 
 def load_experiment(path: str | os.PathLike) -> ExperimentConfig:

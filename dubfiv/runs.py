@@ -29,7 +29,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import toml
 import torch
 from torch import nn
 
@@ -47,6 +46,7 @@ from dubfiv.flow import SequentialFlow, build_flow, flow_from_state_dict, strip_
 from dubfiv.flow import model_config_from_state_dict as infer_model_config
 from dubfiv.heads import LinearHead, build_heads, check_heads
 from dubfiv.released import RELEASED_MODEL
+from two4two.files import read_toml
 
 __all__ = ["ReleasedKeysWarning", "Run", "RunError", "find_checkpoint", "load_run",
            "resolve_device"]
@@ -178,11 +178,10 @@ def _heads_from_raw(
 
 
 def _read_raw(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
+    """The parsed TOML ``path``; ``{}`` if it is missing or unreadable."""
     try:
-        return toml.loads(path.read_text(encoding="utf-8"))
-    except (toml.TomlDecodeError, UnicodeDecodeError):
+        return read_toml(path, RunError)
+    except RunError:
         return {}
 
 

@@ -1,7 +1,7 @@
 """Samplers: draw :class:`~two4two.scene_parameters.SceneParameters`, with biases on purpose.
 
 A :class:`Sampler` is a dataclass whose fields are distributions, one per
-scene attribute. A distribution is
+scene attribute. A distribution (the type :data:`Distribution`) is
 
 * a frozen scipy distribution (anything with ``.rvs()``),
 * a callable without arguments that returns a value,
@@ -26,20 +26,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import scipy.stats
 
 from two4two import utils
-from two4two.scene_parameters import OBJ_NAMES, SceneParameters
+from two4two.errors import Two4TwoError
+from two4two.scene_parameters import OBJ_NAMES, SAMPLED_ATTRIBUTES, SceneParameters
 
 __all__ = [
     "ATTRIBUTE_GROUPS",
     "SAMPLING_ORDER",
     "ColorBiasedSampler",
+    "Continouos",
+    "Discrete",
+    "Distribution",
     "HighVariationColorBiasedSampler",
     "HighVariationSampler",
     "MedVarColorSampler",
@@ -49,29 +53,42 @@ __all__ = [
     "MedVarSpherSampler",
     "Sampler",
     "SimpleColorMapSampler",
+    "UnknownClassError",
 ]
 
-Distribution = Any
-"""scipy frozen distribution | callable | constant | dict by class of those."""
+
+class RandomVariable(Protocol):
+    """Anything with ``rvs()``, e.g. a frozen scipy distribution."""
+
+    def rvs(self, *args: Any, **kwargs: Any) -> Any:
+        """Draw a value."""
+
+
+Continouos = RandomVariable | Callable[[], float] | float
+"""A distribution of numbers (upstream's name, spelling included)."""
+
+Discrete = RandomVariable | Callable[[], Any] | bool | int | str
+"""A distribution of discrete values (classes, flags)."""
+
+Distribution = Continouos | Discrete | Mapping[str, Continouos | Discrete]
+"""A distribution, or a per-class dict ``{'peaky': dist, 'stretchy': dist}`` of them."""
+
+
+class UnknownClassError(Two4TwoError, ValueError, KeyError):
+    """A per-class distribution has no entry for the class asked for (a ``KeyError``, as
+    upstream's ``dist[obj_name]`` raises, and a ``ValueError``)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
 
 PI = math.pi
 
+_CLASS_FIRST = ("obj_name", "arm_position")
 SAMPLING_ORDER: tuple[str, ...] = (
-    "obj_name",
-    "arm_position",
-    "labeling_error",
-    "spherical",
-    "bending",
-    "obj_rotation_roll",
-    "obj_rotation_pitch",
-    "obj_rotation_yaw",
-    "fliplr",
-    "position_x",
-    "position_y",
-    "obj_color",
-    "bg_color",
-)
-"""The order in which :meth:`Sampler.sample` draws the attributes."""
+    *_CLASS_FIRST, *(a for a in SAMPLED_ATTRIBUTES if a not in _CLASS_FIRST))
+"""The order in which :meth:`Sampler.sample` draws the attributes: the class, the arm
+position (which depends on it), then the other :data:`SAMPLED_ATTRIBUTES` in their order."""
 
 ATTRIBUTE_GROUPS: dict[str, tuple[str, ...]] = {
     "rotation": ("obj_rotation_roll", "obj_rotation_pitch", "obj_rotation_yaw"),
@@ -158,17 +175,24 @@ class Sampler:
         """Draw from ``dist`` (``dist[obj_name]`` if it is a per-class dict).
 
         Args:
-            obj_name: the class, used only if ``dist`` is a per-class dict.
+            obj_name: the class, used only if ``dist`` is a per-class dict; ``None``
+                takes the dict's first distribution (as upstream).
             dist: a distribution (see the module docstring).
             size: number of draws.
 
         Returns:
             one Python value if ``size == 1``, else a tuple of ``size`` values.
+
+        Raises:
+            UnknownClassError: (a KeyError) ``dist`` is a per-class dict without
+                ``obj_name``.
         """
         if isinstance(dist, Mapping):
+            if obj_name is None and dist:
+                obj_name = next(iter(dist))
             if obj_name not in dist:
-                raise ValueError(f"per-class distribution has no entry for {obj_name!r}; "
-                                 f"keys: {sorted(dist)}")
+                raise UnknownClassError(f"per-class distribution has no entry for "
+                                        f"{obj_name!r}; keys: {sorted(dist)}")
             dist = dist[obj_name]
         if size == 1:
             return utils.sample_value(dist)
@@ -319,9 +343,8 @@ class Sampler:
             self._draw(params, self.arm_position, intervention)))
 
     def sample_labeling_error(self, params: SceneParameters, intervention: bool = False) -> None:
-        """Draw whether the label is flipped."""
-        self._set(params, "labeling_error", bool(
-            self._draw(params, self.labeling_error, intervention)))
+        """Draw whether the label is flipped; the value is stored as drawn (as upstream)."""
+        self._set(params, "labeling_error", self._draw(params, self.labeling_error, intervention))
 
     def sample_spherical(self, params: SceneParameters, intervention: bool = False) -> None:
         """Draw the roundness of the blocks: 0 cube-like .. 1 sphere-like."""

@@ -11,6 +11,9 @@ Public API::
         for image, mask, params in renderer.render(train_scenes, output_dir="train"):
             ...
 
+    SEGMENTATION_INT_TO_NAME[mask[y, x]]   # 'background', 'spine_left', ...
+    ensure_blender_available()             # upstream's check: does bpy import?
+
 Each worker process imports ``bpy`` once, builds the scene once and only
 updates it per image (:mod:`two4two._blender.scene`); this module never imports
 ``bpy`` itself. Workers are fresh interpreters running
@@ -38,23 +41,36 @@ import importlib.util
 import itertools
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from two4two._blender.geometry import BLOCK_NAMES
 from two4two._blender.pool import PoolSettings, WorkerFailure, WorkerPool
 from two4two._blender.spec import DEFAULT_VIEW_TRANSFORM, RenderSpec
 from two4two._blender.worker import Task
 from two4two.errors import Two4TwoError
 from two4two.files import append_line
-from two4two.scene_parameters import check_scene_id
+from two4two.scene_parameters import SceneValueError, check_scene_id
 
-__all__ = ["RenderError", "Renderer", "available_cores", "render", "render_single"]
+__all__ = ["SEGMENTATION_INT_TO_NAME", "SEGMENTATION_NAME_TO_INT", "RenderError", "Renderer",
+           "available_cores", "ensure_blender_available", "render", "render_single"]
 
 DEFAULT_SAMPLES = 128
 """Cycles samples per pixel of the released datasets."""
+
+SEGMENTATION_INT_TO_NAME: dict[int, str] = {
+    0: "background", **{k + 1: name for k, name in enumerate(BLOCK_NAMES)}}
+"""Mask value -> name: 0 the background, 1..8 the blocks (each block object's pass index
+is its position in ``BLOCK_NAMES`` plus one)."""
+
+SEGMENTATION_NAME_TO_INT: dict[str, int] = {
+    name: value for value, name in SEGMENTATION_INT_TO_NAME.items()}
+"""Name -> mask value, the inverse of :data:`SEGMENTATION_INT_TO_NAME`."""
 
 _INSTALL_HINT = 'install Blender as a Python module with: pip install "bpy==4.5.*" (Python 3.11)'
 
@@ -88,6 +104,41 @@ def check_bpy_available() -> None:
         spec = None
     if spec is None:
         raise RenderError(f"Blender's Python module 'bpy' is not installed; {_INSTALL_HINT}")
+
+
+def _spec_of(scene: Any) -> RenderSpec:
+    """What a worker needs of ``scene``; a :class:`SceneValueError` naming the scene if
+    it cannot be drawn."""
+    try:
+        return RenderSpec.from_params(scene)
+    except (AttributeError, TypeError, ValueError) as error:
+        raise SceneValueError(f"scene {getattr(scene, 'id', scene)!r} cannot be rendered: "
+                              f"{error}") from None
+
+
+def ensure_blender_available(blender_dir: str | os.PathLike | None = None,
+                             download_blender: bool = False) -> None:
+    """Check that Blender can be used: that ``bpy`` imports in a fresh interpreter.
+
+    Upstream's name and keywords. Upstream downloads a Blender binary into
+    ``blender_dir``; here Blender is the ``bpy`` wheel, so there is nothing to
+    download and both arguments are ignored.
+
+    Raises:
+        RenderError: ``bpy`` is not installed or fails to import (the message
+            says how to install it, and holds the import error's last line).
+    """
+    del blender_dir, download_blender  # nothing to download with the bpy wheel
+    check_bpy_available()
+    try:
+        result = subprocess.run([sys.executable, "-c", "import bpy"], capture_output=True,
+                                text=True, timeout=300, check=False)
+    except subprocess.TimeoutExpired:
+        raise RenderError(f"importing bpy took over 300 s; {_INSTALL_HINT}") from None
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
+        raise RenderError(f"bpy is installed but does not import ({lines[-1]}); "
+                          f"{_INSTALL_HINT}", details=result.stderr)
 
 
 class Renderer:
@@ -236,15 +287,16 @@ class Renderer:
         Returns:
             an iterator; ``image`` is uint8 ``[H, W, 3]``, ``mask`` uint8 ``[H, W]``.
 
+        Scenes are drawn as they are, also with values outside ``check_values()``'s
+        ranges (as upstream renders them); the dataset writer refuses those itself.
+
         Raises:
-            ValueError: a scene fails ``check_values()``, or bad arguments.
+            ValueError: a scene cannot be drawn at all (a value that is not a finite
+                number, a bad resolution), or bad arguments.
             RenderError: ``bpy`` missing, or a worker failed or died.
         """
         scenes = list(params)
-        for scene in scenes:
-            if hasattr(scene, "check_values"):
-                scene.check_values()
-        specs = [RenderSpec.from_params(scene) for scene in scenes]
+        specs = [_spec_of(scene) for scene in scenes]
         samples = self.samples if samples is None else int(samples)
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
@@ -399,7 +451,8 @@ def render(
 
     Raises:
         RenderError: ``bpy`` is missing, or a worker failed or died.
-        ValueError: a scene is out of range, or bad arguments.
+        ValueError: a scene cannot be drawn at all (see :meth:`Renderer.render`), or
+            bad arguments.
     """
     del download_blender, blender_dir  # compatibility only
     scenes = list(params)

@@ -1,6 +1,8 @@
 """``two4two_render_dataset CONFIG.toml`` / ``python -m two4two CONFIG.toml``: render datasets.
 
-A thin command line over :func:`render_dataset`. Every deliberate library
+A thin command line over :func:`render_dataset`. :func:`render_dataset_split`
+renders one split described by a :class:`RenderSplitArgs` (upstream's per-split
+entry point). Every deliberate library
 error (a :class:`~two4two.errors.Two4TwoError`: bad config, conflicting
 directory, missing bpy, a dead render worker) prints one line
 ``two4two_render_dataset: error: ...`` to stderr and exits with status 1;
@@ -10,18 +12,26 @@ Ctrl-C exits with 130 and leaves a state that the same command resumes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from two4two import utils
+from two4two.bias import Sampler
 from two4two.dataset import DatasetError, RenderFn, render_dataset_config
-from two4two.dataset_config import load_dataset_configs
+from two4two.dataset_config import (
+    DatasetConfig,
+    DatasetConfigError,
+    SplitConfig,
+    load_dataset_configs,
+)
 from two4two.errors import Two4TwoError
 from two4two.files import describe_os_error
 
-__all__ = ["PROG", "main", "render_dataset"]
+__all__ = ["PROG", "RenderSplitArgs", "main", "render_dataset", "render_dataset_split"]
 
 PROG = "two4two_render_dataset"
 
@@ -63,6 +73,92 @@ def render_dataset(config_file: str | os.PathLike, render_fn: RenderFn | None = 
     for config in configs:
         written += render_dataset_config(config, render_fn=render_fn, progress=progress)
     return written
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderSplitArgs:
+    """One split to render (upstream's fields, in upstream's order).
+
+    ``output_dir`` is the split's own folder (e.g. ``data/nobias/train``): its
+    last part is the split's name, the rest the dataset folder.
+    ``resample_attributes`` lists intervention sets, each an attribute name or a
+    list of names (as a dataset TOML's ``interventions``); each set gets the folder
+    ``<output_dir>_<attrs joined by _>`` with clones of all of the split's scenes.
+    ``n_resample`` is how many scenes each set clones: ``None`` (or ``n_samples``)
+    for all of them, the only number our writer supports. ``blender_dir`` and
+    ``download_blender`` are accepted and ignored (``bpy`` needs no download).
+    """
+
+    sampler: Sampler
+    n_samples: int
+    output_dir: str
+    force_overwrite: bool = False
+    n_processes: int = 0
+    blender_dir: str | None = None
+    resample_attributes: Sequence[str | Sequence[str]] = ()
+    n_resample: int | None = None
+    download_blender: bool = False
+    debug: bool = False
+
+
+def _split_config(args: RenderSplitArgs) -> DatasetConfig:
+    """The one-split dataset config of ``args``; errors name the field."""
+    def fail(field: str, message: str) -> DatasetConfigError:
+        return DatasetConfigError(f"RenderSplitArgs.{field}: {message}")
+
+    if not isinstance(args.sampler, Sampler):
+        raise fail("sampler", f"expected a two4two.Sampler, got {args.sampler!r}")
+    if isinstance(args.n_samples, bool) or not isinstance(args.n_samples, int) \
+            or args.n_samples < 1:
+        raise fail("n_samples", f"must be a positive integer, got {args.n_samples!r}")
+    if args.n_resample not in (None, args.n_samples):
+        raise fail("n_resample", f"{args.n_resample!r}: every scene of the split is cloned "
+                   "for each intervention set; leave it None or set it to n_samples")
+    folder = Path(args.output_dir)
+    if folder.name in ("", ".", ".."):
+        raise fail("output_dir", f"{args.output_dir!r} must end in the split's folder name")
+    sets = [[attrs] if isinstance(attrs, str) else list(attrs)
+            for attrs in args.resample_attributes]
+    for attrs in sets:
+        try:
+            args.sampler.check_attributes(attrs)
+        except ValueError as error:
+            raise fail("resample_attributes", str(error)) from None
+    sampler_cls = type(args.sampler)
+    return DatasetConfig(
+        output_dir=str(folder.parent), split=[SplitConfig(folder.name, args.n_samples, sets)],
+        sampler=f"{sampler_cls.__module__}.{sampler_cls.__qualname__}",
+        force_overwrite=args.force_overwrite, n_processes=args.n_processes,
+        download_blender=args.download_blender, blender_dir=args.blender_dir,
+        debug=args.debug)
+
+
+def render_dataset_split(args: RenderSplitArgs, *, render_fn: RenderFn | None = None,
+                         progress: bool = True) -> list[Path]:
+    """Render one split (and its intervention sets) with ``args.sampler``, through the
+    dataset writer: resumable, locked, every scene checked before rendering.
+
+    A rerun with the same arguments resumes; the sampler's settings are not part of
+    what a rerun compares (only its class), so resume with the same sampler.
+
+    Args:
+        args: the split.
+        render_fn: the renderer (default: a :class:`two4two.blender.Renderer` pool).
+        progress: show progress bars.
+
+    Returns:
+        the split's folder, then its intervention folders.
+
+    Raises:
+        DatasetConfigError: a field of ``args`` is invalid (the message names it).
+        DatasetError: the folder conflicts with ``args`` or bpy is missing.
+        two4two.blender.RenderError: a render worker failed.
+    """
+    config = _split_config(args)
+    if render_fn is None:
+        _check_bpy()
+    return render_dataset_config(config, render_fn=render_fn, progress=progress,
+                                 sampler=args.sampler)
 
 
 def main(argv: list[str] | None = None) -> int:

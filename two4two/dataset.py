@@ -245,6 +245,7 @@ def _render_missing(directory: Path, planned: list[SceneParameters], config: Dat
     recorded_ids = {p.id for p in recorded}
     if not todo:
         return
+    _check_values(directory, todo)
     params_path = directory / PARAMETERS
     bar = tqdm(total=len(planned), initial=len(planned) - len(todo), desc=directory.name,
                unit="img", disable=not progress)
@@ -268,6 +269,19 @@ def _render_missing(directory: Path, planned: list[SceneParameters], config: Dat
             bar.update(1)
     if next(expected, None) is not None:
         raise DatasetError(f"{directory}: the renderer stopped early; rerun to finish the split")
+
+
+def _check_values(directory: Path, scenes: Sequence[SceneParameters]) -> None:
+    """Refuse, before anything is rendered, a scene outside ``check_values()``'s ranges
+    (the renderer would draw it; a dataset must not hold it)."""
+    for scene in scenes:
+        try:
+            scene.check_values()
+        except ValueError as error:
+            raise DatasetError(
+                f"{directory}: scene {scene.id} is not valid ({error}); a dataset holds only "
+                "valid scenes: fix the sampler's distributions, or set force_overwrite = true "
+                "if the plan was written by another sampler") from None
 
 
 def _check_rendered(directory: Path, image: np.ndarray, mask: np.ndarray,
@@ -457,7 +471,7 @@ def _render_intervention(config: DatasetConfig, split: SplitConfig, split_args: 
 
 
 def render_dataset_config(config: DatasetConfig, render_fn: RenderFn | None = None,
-                          progress: bool = True) -> list[Path]:
+                          progress: bool = True, sampler: Sampler | None = None) -> list[Path]:
     """Render every split of ``config`` and its intervention sets (resumably).
 
     Args:
@@ -466,12 +480,15 @@ def render_dataset_config(config: DatasetConfig, render_fn: RenderFn | None = No
             (tests pass a fake). Default: one :class:`two4two.blender.Renderer`
             pool for the whole dataset, so Blender starts once, not per split.
         progress: show tqdm progress bars.
+        sampler: draw with this sampler instead of the one that ``config.sampler``
+            and ``config.sampler_config`` name.
 
     Returns:
         the directories written (splits, then their intervention directories).
 
     Raises:
-        DatasetError: an existing directory conflicts with the config.
+        DatasetError: an existing directory conflicts with the config, or a scene
+            fails ``check_values()`` (nothing of that split is rendered).
         DatasetLockedError: another process is rendering into ``config.output_dir``.
         two4two.blender.RenderError: bpy is missing or a worker died (rerun to resume).
         OSError: the disk is full or read-only (what was written so far resumes).
@@ -479,11 +496,12 @@ def render_dataset_config(config: DatasetConfig, render_fn: RenderFn | None = No
     with FolderLock(config.output_dir, name=LOCK, purpose="rendering",
                     error=DatasetLockedError):
         if render_fn is not None:
-            return _render_all(config, render_fn, progress)
-        return _render_pooled(config, progress)
+            return _render_all(config, render_fn, progress, sampler)
+        return _render_pooled(config, progress, sampler)
 
 
-def _render_pooled(config: DatasetConfig, progress: bool) -> list[Path]:
+def _render_pooled(config: DatasetConfig, progress: bool,
+                   sampler: Sampler | None = None) -> list[Path]:
     """:func:`_render_all` with one :class:`two4two.blender.Renderer` pool."""
     from two4two.blender import Renderer
 
@@ -497,11 +515,13 @@ def _render_pooled(config: DatasetConfig, progress: bool) -> list[Path]:
             return renderer.render(params, chunk_size=chunk_size, output_dir=output_dir,
                                    samples=samples)
 
-        return _render_all(config, pooled, progress)
+        return _render_all(config, pooled, progress, sampler)
 
 
-def _render_all(config: DatasetConfig, render_fn: RenderFn, progress: bool) -> list[Path]:
-    sampler = make_sampler(config)
+def _render_all(config: DatasetConfig, render_fn: RenderFn, progress: bool,
+                sampler: Sampler | None = None) -> list[Path]:
+    """Render every split of ``config`` with ``sampler`` (default: the config's)."""
+    sampler = sampler if sampler is not None else make_sampler(config)
     written = []
     for split in config.split:
         args = _render_split(config, split, sampler, render_fn, progress)

@@ -26,14 +26,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
-
-import toml
 
 from two4two import utils
 from two4two.bias import Sampler
 from two4two.errors import Two4TwoError
+from two4two.files import read_toml
 
 __all__ = [
     "DatasetConfig",
@@ -346,11 +344,5 @@ def load_dataset_configs(path: str | os.PathLike) -> list[DatasetConfig]:
         DatasetConfigError: missing file, invalid TOML or invalid content (the
             message names the file and the field).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetConfigError(f"{path}: config file not found; check the path")
-    try:
-        data = toml.loads(path.read_text(encoding="utf-8"))
-    except (toml.TomlDecodeError, UnicodeDecodeError) as error:
-        raise DatasetConfigError(f"{path}: not valid TOML: {error}") from None
+    data = read_toml(path, DatasetConfigError)
     return parse_dataset_configs(data, source=str(path))

@@ -14,7 +14,7 @@ leftover of a killed process from the work of one still running:
 together (all temporary files first, then the renames), so that a full disk
 leaves the old set, never a mix. :func:`describe_os_error` words a failed
 write (full disk, read-only file system, no permission) as one line that names
-the path and the fix.
+the path and the fix; :func:`read_toml` reads a TOML file with such errors.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ import re
 import shutil
 import socket
 import tempfile
+import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "append_line",
@@ -42,6 +44,7 @@ __all__ = [
     "owner_is_dead",
     "owner_tag",
     "pid_is_alive",
+    "read_toml",
     "remove_stale",
     "umask",
 ]
@@ -146,6 +149,51 @@ def describe_os_error(error: OSError, otherwise: str | None = None) -> str:
     text = f"{where}: {reason}" if where is not None else f"file error: {reason}"
     fix = _OS_ERROR_FIXES.get(error.errno or 0, otherwise)
     return f"{text}; {fix}" if fix else text
+
+
+_TOML_POSITION = re.compile(r"^(?P<reason>.*?)\s*\(at (?P<where>line \d+, column \d+|end of "
+                            r"document)\)$", re.DOTALL)
+
+
+def read_toml(path: str | os.PathLike, error: type[Exception] = ValueError,
+              what: str = "") -> dict[str, Any]:
+    """The parsed TOML file ``path``; any problem raises ``error`` with one line naming
+    the file, where it is wrong and the fix.
+
+    Args:
+        path: the file.
+        error: the exception class to raise (the caller's own; it takes a message).
+        what: a prefix naming the file's role, e.g. ``"`grid_file` "``.
+
+    Raises:
+        error: the file is missing or a folder, cannot be read, is not UTF-8 text
+            (the message gives the line), or is not valid TOML (the message gives
+            line and column, as ``... not valid TOML at line 3, column 7: ...``).
+    """
+    path = Path(path)
+    name = f"{what}{path}"
+    if not path.exists():
+        raise error(f"{name}: file not found; check the path")
+    if path.is_dir():
+        raise error(f"{name}: is a folder; give the path of the TOML file")
+    try:
+        data = path.read_bytes()
+    except OSError as os_error:
+        raise error(f"{what}{describe_os_error(naming_the_file(os_error, path))}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as decode_error:
+        line = data[: decode_error.start].count(b"\n") + 1
+        raise error(f"{name}: not UTF-8 text (line {line}, byte {decode_error.start}); "
+                    "save the file as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as toml_error:
+        match = _TOML_POSITION.match(str(toml_error))
+        reason, where = (match["reason"], match["where"]) if match else (str(toml_error), "")
+        at = f" at {where}" if where else ""
+        raise error(f"{name}: not valid TOML{at}: {reason}; correct the TOML there "
+                    "(https://toml.io)") from None
 
 
 def naming_the_file(error: OSError, path: str | os.PathLike) -> OSError:

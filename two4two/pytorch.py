@@ -121,7 +121,7 @@ def all_attributes(param: SceneParameters) -> dict[str, Any]:
 
 
 default_row = all_attributes
-"""Kept name of :func:`all_attributes`."""
+"""Another name of :func:`all_attributes`."""
 
 
 class Two4Two(torch.utils.data.Dataset):

@@ -1,7 +1,9 @@
 """``SceneParameters``: everything the renderer needs to draw one Two4Two image.
 
-A scene is a plain dataclass. Each sampled attribute has a *status* that
-records where its value came from:
+A scene is a plain dataclass: any value can be assigned (as upstream), and
+:meth:`SceneParameters.check_values` says whether the scene is valid. Samplers
+and the dataset writer call it; the renderer draws what it is given. Each
+sampled attribute has a *status* that records where its value came from:
 
 * ``default`` -- the dataclass default, never touched;
 * ``custom`` -- set by hand (:meth:`SceneParameters.mark_custom`);
@@ -25,6 +27,8 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
+
+import numpy as np
 
 from two4two import utils
 from two4two.errors import Two4TwoError
@@ -127,7 +131,8 @@ class SceneParameters:
     [0, 1] plus the RGBA they map to. ``resolution`` is ``(height, width)`` of
     the rendered image in pixels. The default colours are upstream's:
     ``seismic(0.5)`` for the object, ``binary(0.45)`` for the background.
-    ``labeling_error`` accepts ``0``/``1`` as well as booleans (as upstream).
+    ``labeling_error`` is valid as a boolean or a number equal to 0 or 1 (as
+    upstream). Assignment never checks a value; :meth:`check_values` does.
     """
 
     obj_name: str = "peaky"
@@ -156,7 +161,7 @@ class SceneParameters:
 
     VALID_VALUES: ClassVar[dict[str, Any]] = {
         "obj_name": set(OBJ_NAMES),
-        "labeling_error": {False, True},  # 0 and 1 are accepted too
+        "labeling_error": {False, True},  # numbers equal to 0 or 1 too
         "fliplr": {False, True},
         "spherical": (0.0, 1.0),
         "bending": (-math.pi / 8, math.pi / 8),
@@ -190,12 +195,15 @@ class SceneParameters:
     # ------------------------------------------------------------------ checks
 
     def check_values(self) -> None:
-        """Raise ValueError naming the first attribute outside its valid range."""
+        """Raise ValueError naming the first attribute outside its valid range, its value
+        and the valid range or values."""
         for attr, valid in self.VALID_VALUES.items():
             value = getattr(self, attr)
             if isinstance(valid, set):
                 if not any(value is v or (type(value) is type(v) and value == v)
-                           or (attr == "labeling_error" and type(value) is int and value == v)
+                           or (attr == "labeling_error"
+                               and isinstance(value, int | float | np.number | np.bool_)
+                               and value == v)
                            for v in valid):
                     raise SceneValueError(
                         f"SceneParameters.{attr} = {value!r} is not valid; "

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 import scipy.stats
 
-from two4two.files import (  # re-exported: the writers used to live here
+from two4two.files import (  # re-exported: two4two's modules write through utils
     append_line,
     atomic_write_bytes,
     atomic_write_lines,

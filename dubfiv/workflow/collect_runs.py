@@ -38,8 +38,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import toml
-
 from dubfiv.rundir import EXPERIMENT, GROUND_TRUTH_REPORT, is_run_dir
 from dubfiv.workflow.errors import WorkflowError
 from dubfiv.workflow.run_metrics import (
@@ -49,6 +47,7 @@ from dubfiv.workflow.run_metrics import (
     history_columns,
     log_train_seconds,
 )
+from two4two.files import read_toml
 
 __all__ = [
     "RunRecord",
@@ -186,8 +185,8 @@ def _read_config(checkpoint_dir: Path, state: Mapping[str, Any]) -> tuple[dict[s
         except ConfigError:
             pass
     try:
-        return flatten(toml.loads(toml_path.read_text(encoding="utf-8"))), "raw experiment.toml"
-    except (OSError, toml.TomlDecodeError, UnicodeDecodeError):
+        return flatten(read_toml(toml_path, WorkflowError)), "raw experiment.toml"
+    except WorkflowError:
         return {}, "none"
 
 

@@ -41,6 +41,7 @@ from dubfiv.workflow.toml_text import dumps_dataset_document, format_value
 from two4two import utils
 from two4two.dataset_config import DatasetConfig, DatasetConfigError, load_dataset_configs
 from two4two.dataset_config import parse_dataset_configs as parse_configs
+from two4two.files import read_toml
 
 __all__ = [
     "GENERATORS",
@@ -182,12 +183,7 @@ def load_grid_file(path: str | Path) -> tuple[dict[str, list[Scalar]], dict[str,
         WorkflowError: missing file, invalid TOML, unknown tables, or bad values.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WorkflowError(f"`grid_file` {path}: file not found")
-    try:
-        data = toml.loads(path.read_text(encoding="utf-8"))
-    except (toml.TomlDecodeError, UnicodeDecodeError) as error:
-        raise WorkflowError(f"`grid_file` {path}: not valid TOML: {error}") from None
+    data = read_toml(path, WorkflowError, what="`grid_file` ")
     for name in data:
         if name not in ("grid", "labels"):
             raise WorkflowError(f"{path}: {name}: unknown key; a grid file has a [grid] "
@@ -293,7 +289,7 @@ def _read_base(path: Path) -> dict[str, Any]:
         load_dataset_configs(path)  # strict: the base itself must be valid
     except DatasetConfigError as error:
         raise WorkflowError(f"`base_config`: {error}") from None
-    data = toml.loads(path.read_text(encoding="utf-8"))
+    data = read_toml(path, WorkflowError, what="`base_config` ")
     datasets = data["dataset"] if isinstance(data["dataset"], list) else [data["dataset"]]
     if len(datasets) != 1:
         raise WorkflowError(f"`base_config` {path}: holds {len(datasets)} [[dataset]] tables; a "

@@ -286,6 +286,33 @@ def test_missing_and_invalid_files(tmp_path) -> None:
         load_dataset_configs(tmp_path / "broken.toml")
 
 
+class CallersError(Exception):
+    """Stands for a caller's own error type."""
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (None, r"^`base` .*missing\.toml: file not found; check the path$"),
+    ("folder", r"missing\.toml: is a folder"),
+    (b'a = 1\nb = "\xff"\n', r"missing\.toml: not UTF-8 text \(line 2, byte 11\); save the file"),
+    (b"a = 1\n[x\n", r"not valid TOML at line 2, column 3: Expected ']'.*; correct the TOML"),
+    (b"a = ", r"not valid TOML at end of document: Invalid value; correct"),
+])
+def test_read_toml_raises_the_callers_error_in_one_line(tmp_path, content, expected) -> None:
+    from two4two.files import read_toml
+
+    path = tmp_path / "missing.toml"
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CallersError, match=expected) as info:
+        read_toml(path, CallersError, what="`base` ")
+    assert "\n" not in str(info.value)
+    good = tmp_path / "good.toml"
+    good.write_text("a = 1\n[t]\nb = [1, 2]\n", encoding="utf-8")
+    assert read_toml(good, CallersError) == {"a": 1, "t": {"b": [1, 2]}}
+
+
 def test_repository_configs_are_valid() -> None:
     configs = {name: load_dataset_configs(ROOT / "config" / name) for name in
                ("dataset_config.toml", "dataset_config_unbiased.toml", "dataset_small.toml")}

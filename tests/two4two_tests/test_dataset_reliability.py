@@ -57,8 +57,8 @@ def one_line(err: str, *needles: str) -> str:
 def fake_cli(monkeypatch: pytest.MonkeyPatch, renderer: FakeRenderer | None = None) -> None:
     """Make the command render with the fake renderer instead of Blender."""
     use = renderer or FakeRenderer()
-    monkeypatch.setattr(dataset, "_render_pooled",
-                        lambda config, progress: dataset._render_all(config, use, progress))
+    monkeypatch.setattr(dataset, "_render_pooled", lambda config, progress, sampler=None:
+                        dataset._render_all(config, use, progress, sampler))
 
 
 def intact(directory: Path, n: int) -> list:

@@ -1,4 +1,5 @@
-"""Tests of the Blender renderer (two4two.blender) and its scene geometry.
+"""Tests of the Blender renderer (two4two.blender); the geometry's own tests are in
+``test_render_look.py``.
 
 Renders are small (64x64) with few Cycles samples; one pool of two worker
 processes is shared by the module (Blender starts once). Rendering from other
@@ -24,7 +25,6 @@ import pytest
 from PIL import Image
 
 from two4two import utils
-from two4two._blender import geometry
 from two4two.blender import Renderer, RenderError, render
 from two4two.scene_parameters import SceneParameters
 
@@ -49,62 +49,6 @@ def render_many(renderer: Renderer, scenes: list[SceneParameters], **kwargs):
 
 def mean_column(mask: np.ndarray, labels: tuple[int, ...]) -> float:
     return float(np.nonzero(np.isin(mask, labels))[1].mean())
-
-
-# --------------------------------------------------------------------------- geometry (no bpy)
-
-
-def cube_corners(edge: float) -> np.ndarray:
-    h = edge / 2
-    return np.array([(x, y, z) for x in (-h, h) for y in (-h, h) for z in (-h, h)])
-
-
-def test_pose_centres_half_way_and_bends_both_ends_up():
-    template = cube_corners(0.8)
-    # No bending, no rotation: each of the three centrings (after building, bending
-    # and rotating) moves the bounding-box centre half-way to the origin.
-    flat = geometry.pose_blocks(template, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    centres = geometry.block_centers(1.0)
-    low, high = (centres - 0.4).min(0), (centres + 0.4).max(0)
-    built_centre = (low + high) / 2  # (0, 0.5, 0) for arm_position 1
-    np.testing.assert_allclose((flat.bbox_min + flat.bbox_max) / 2, built_centre / 8, atol=1e-12)
-    np.testing.assert_allclose(flat.matrices[:, :3, 3], centres - built_centre * 7 / 8,
-                               atol=1e-12)
-
-    bending = 0.3
-    bent = geometry.pose_blocks(template, 1.0, bending, 0.0, 0.0, 0.0, 0.0, 0.0)
-    rot = bent.matrices[:, :3, :3]
-    # Spine ends turn by +-1.5 * bending about X; the inner spine blocks by +-bending/2.
-    for k, angle in ((5, 1.5 * bending), (4, 0.5 * bending), (3, -0.5 * bending),
-                     (2, -1.5 * bending), (0, -1.5 * bending), (7, 1.5 * bending)):
-        np.testing.assert_allclose(rot[k], geometry.rotation_x(angle), atol=1e-12)
-    # Both ends rise relative to the centre blocks (a banana, not an S).
-    z = bent.matrices[:, 2, 3]
-    assert z[5] > z[4] + 0.1 and z[2] > z[3] + 0.1
-    # Arms move rigidly with their spine block.
-    offset = bent.matrices[6, :3, 3] - bent.matrices[5, :3, 3]
-    np.testing.assert_allclose(offset, geometry.rotation_x(1.5 * bending) @ [0, -0.5 + 1.0, 1.0],
-                               atol=1e-12)
-
-
-def test_pose_rotation_order_and_position():
-    template = cube_corners(0.8)
-    roll, pitch, yaw = 0.2, -0.3, 0.7
-    pose = geometry.pose_blocks(template, 0.4, 0.0, roll, pitch, yaw, 0.5, -0.25)
-    base = geometry.pose_blocks(template, 0.4, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    # Independent construction with scipy: extrinsic y (roll), z (pitch), x (yaw).
-    from scipy.spatial.transform import Rotation
-
-    expected = Rotation.from_euler("yzx", [roll, pitch, yaw]).as_matrix()
-    np.testing.assert_allclose(pose.matrices[:, :3, :3], np.broadcast_to(expected, (8, 3, 3)),
-                               atol=1e-12)
-    # Relative block offsets rotate rigidly; the final shift adds (0, position_x, position_y).
-    rel = pose.matrices[:, :3, 3] - pose.matrices[3, :3, 3]
-    rel_base = base.matrices[:, :3, 3] - base.matrices[3, :3, 3]
-    np.testing.assert_allclose(rel, rel_base @ expected.T, atol=1e-12)
-    unshifted = geometry.pose_blocks(template, 0.4, 0.0, roll, pitch, yaw, 0.0, 0.0)
-    np.testing.assert_allclose(pose.matrices[:, :3, 3] - unshifted.matrices[:, :3, 3],
-                               np.broadcast_to([0.0, 0.5, -0.25], (8, 3)), atol=1e-12)
 
 
 # --------------------------------------------------------------------------- rendering

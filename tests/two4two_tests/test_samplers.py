@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import matplotlib
@@ -291,6 +292,21 @@ def test_study_sampler_unbiased_mode() -> None:
     peaky_side = arm < 0.3
     assert np.all(~y[peaky_side])
     assert all(p.get_status(a) == "sampled" for p in scenes for a in SAMPLING_ORDER)
+
+
+def test_attribute_orders_are_tied_and_unchanged() -> None:
+    """The draw order fixes the random streams (the scenes of a seed); the attribute order
+    fixes dataset columns and the PyTorch label order. Neither may change by accident."""
+    from two4two.pytorch import ATTRIBUTE_NAMES
+
+    fields = [f.name for f in dataclasses.fields(two4two.SceneParameters)]
+    assert list(SAMPLED_ATTRIBUTES) == [name for name in fields if name in SAMPLED_ATTRIBUTES]
+    assert ATTRIBUTE_NAMES == SAMPLED_ATTRIBUTES
+    assert SAMPLING_ORDER == (
+        "obj_name", "arm_position", "labeling_error", "spherical", "bending",
+        "obj_rotation_roll", "obj_rotation_pitch", "obj_rotation_yaw", "fliplr", "position_x",
+        "position_y", "obj_color", "bg_color")
+    assert sorted(SAMPLING_ORDER) == sorted(SAMPLED_ATTRIBUTES)
 
 
 def test_study_sampler_config_is_validated() -> None:

@@ -306,10 +306,13 @@ def test_status_methods_take_upstream_keywords_and_unknown_is_value_error() -> N
 
 
 def test_labeling_error_accepts_0_and_1() -> None:
-    for value in (0, 1):
+    for value in (0, 1, 0.0, 1.0, np.True_, np.int64(0)):
         p = SceneParameters(labeling_error=value)  # type: ignore[arg-type]
         p.check_values()
         assert p.label == ("stretchy" if value else "peaky")
+    for bad in (2, 0.5, "1", None):
+        with pytest.raises(ValueError, match="labeling_error"):
+            SceneParameters(labeling_error=bad).check_values()  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="labeling_error") as info:
         SceneParameters(labeling_error=2).check_values()  # type: ignore[arg-type]
     from two4two.errors import Two4TwoError

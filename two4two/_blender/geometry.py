@@ -25,9 +25,6 @@ Blender units) and placed by one object matrix; bending deforms the blocks.
   computed by Blender in :mod:`two4two._blender.scene`), as Blender's
   Armature modifier does, so the centre blocks become wedges.
 
-:func:`pose_blocks` is the older rigid approximation (one rigid matrix per
-block); it is kept as a reference for the centroid checks.
-
 All maths is float64; the functions are pure.
 """
 
@@ -42,7 +39,6 @@ __all__ = [
     "BLOCK_NAMES",
     "BONE_NAMES",
     "CUBE_FACES",
-    "BlockPose",
     "Bone",
     "base_corners",
     "bbox_center",
@@ -52,7 +48,6 @@ __all__ = [
     "bone_matrices",
     "bones",
     "object_matrix",
-    "pose_blocks",
     "rotation_x",
     "rotation_y",
     "rotation_z",
@@ -70,15 +65,6 @@ BLOCK_NAMES: tuple[str, ...] = (
     "arm_right_bottom",
 )
 """The blocks in mask-label order: block ``k`` (0-based) has label ``k + 1``."""
-
-_LEFT_OUTER = (0, 1, 2)  # arms left + spine_left: both left joints
-_LEFT_INNER = (3,)  # spine_left_center: first left joint only
-_RIGHT_INNER = (4,)  # spine_right_center: first right joint only
-_RIGHT_OUTER = (5, 6, 7)  # spine_right + right arms: both right joints
-
-_ROOT_JOINT = np.array([0.0, 0.5, 0.0])
-_RIGHT_JOINT = np.array([0.0, 1.5, 0.0])
-_LEFT_JOINT = np.array([0.0, -0.5, 0.0])
 
 
 def block_edge(spherical: float) -> float:
@@ -140,99 +126,7 @@ def _translation(offset: np.ndarray) -> np.ndarray:
     return m
 
 
-def _apply(matrix: np.ndarray, point: np.ndarray) -> np.ndarray:
-    return matrix[:3, :3] @ point + matrix[:3, 3]
-
-
-@dataclass(frozen=True)
-class BlockPose:
-    """Result of :func:`pose_blocks`.
-
-    Attributes:
-        matrices: ``[8, 4, 4]`` object-to-world matrices, BLOCK_NAMES order.
-        bbox_min: ``[3]`` world-space minimum over all vertices (x, y, z).
-        bbox_max: ``[3]`` world-space maximum over all vertices.
-    """
-
-    matrices: np.ndarray
-    bbox_min: np.ndarray
-    bbox_max: np.ndarray
-
-
-def _world_vertices(matrices: np.ndarray, template: np.ndarray) -> np.ndarray:
-    """``[8, V, 3]`` vertices of all blocks."""
-    return np.einsum("kij,vj->kvi", matrices[:, :3, :3], template) + matrices[:, None, :3, 3]
-
-
-def _bbox(matrices: np.ndarray, template: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    verts = _world_vertices(matrices, template).reshape(-1, 3)
-    return verts.min(axis=0), verts.max(axis=0)
-
-
-def _bbox_center(matrices: np.ndarray, template: np.ndarray) -> np.ndarray:
-    low, high = _bbox(matrices, template)
-    return (low + high) / 2.0
-
-
-def pose_blocks(
-    template: np.ndarray,
-    arm_position: float,
-    bending: float,
-    roll: float,
-    pitch: float,
-    yaw: float,
-    position_x: float,
-    position_y: float,
-) -> BlockPose:
-    """Place the eight blocks as described in the module docstring.
-
-    Args:
-        template: ``[V, 3]`` vertices of one block's mesh, centred at the origin.
-        arm_position: in [0, 1]; right arms at ``y = 1.5 + arm_position``.
-        bending: spine bending in radians.
-        roll, pitch, yaw: rotations in radians about Y, Z and X (in this order).
-        position_x, position_y: final translation along world Y and Z.
-
-    Returns:
-        the per-block matrices and the world bounding box of all vertices.
-    """
-    template = np.asarray(template, dtype=np.float64)
-    matrices = np.stack([_translation(c) for c in block_centers(arm_position)])
-    object_offset = np.zeros(3)  # translation applied to the whole object so far
-
-    def centre() -> None:
-        nonlocal matrices, object_offset
-        shift = -_bbox_center(matrices, template) / 2.0
-        matrices = _translation(shift)[None] @ matrices
-        object_offset = object_offset + shift
-
-    centre()
-
-    root = _ROOT_JOINT + object_offset
-    for inner, outer, joint, sign in (
-        (_RIGHT_INNER, _RIGHT_OUTER, _RIGHT_JOINT, 1.0),
-        (_LEFT_INNER, _LEFT_OUTER, _LEFT_JOINT, -1.0),
-    ):
-        first = _rotation_about(rotation_x(sign * bending / 2.0), root)
-        moved_joint = _apply(first, joint + object_offset)
-        second = _rotation_about(rotation_x(sign * bending), moved_joint) @ first
-        for k in inner:
-            matrices[k] = first @ matrices[k]
-        for k in outer:
-            matrices[k] = second @ matrices[k]
-    centre()
-
-    for rotation in (rotation_y(roll), rotation_z(pitch), rotation_x(yaw)):
-        pivot = _bbox_center(matrices, template)  # a fresh box before each rotation
-        matrices = _rotation_about(rotation, pivot)[None] @ matrices
-    centre()
-
-    matrices = _translation(np.array([0.0, position_x, position_y]))[None] @ matrices
-    low, high = _bbox(matrices, template)
-    return BlockPose(matrices=matrices, bbox_min=low, bbox_max=high)
-
-
-# --------------------------------------------------------------------------- deformed model
+# --------------------------------------------------------------------------- mesh and armature
 
 _CUBE_SIGNS = np.array([(x, y, z) for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
 """``[8, 3]`` corners of the unit cube, in the order the scene's cube mesh uses."""

@@ -5,6 +5,7 @@ Kept free of ``bpy`` so the parent process can build specs without Blender.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,9 +42,19 @@ class RenderSpec:
 
     @classmethod
     def from_params(cls, params: Any) -> RenderSpec:
-        """Read the fields of a ``SceneParameters`` (``resolution`` is ``(height, width)``)."""
+        """Read the fields of a ``SceneParameters`` (``resolution`` is ``(height, width)``).
+
+        Values outside ``check_values()``'s ranges are kept (they render, as upstream's).
+
+        Raises:
+            ValueError: a value that cannot be drawn at all: not a finite number, or a
+                resolution that is not two positive integers (the message names it).
+        """
         height, width = (int(v) for v in params.resolution)
-        return cls(
+        if height < 1 or width < 1:
+            raise ValueError(f"resolution {tuple(params.resolution)!r} must be two positive "
+                             "integers (height, width)")
+        spec = cls(
             spherical=float(params.spherical),
             arm_position=float(params.arm_position),
             bending=float(params.bending),
@@ -58,6 +69,11 @@ class RenderSpec:
             width=width,
             fliplr=bool(params.fliplr),
         )
+        for name, value in vars(spec).items():
+            numbers = value if isinstance(value, tuple) else (value,)
+            if not all(math.isfinite(v) for v in numbers):
+                raise ValueError(f"{name} = {value!r} is not a finite number")
+        return spec
 
 
 def mask_from_index_pass(index: np.ndarray) -> np.ndarray:
