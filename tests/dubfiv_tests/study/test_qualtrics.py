@@ -13,8 +13,15 @@ import pytest
 
 from dubfiv.study.content import Study, StudyError
 from dubfiv.study.qsf.columns import response_layout
-from dubfiv.study.qsf.reader import QsfError, parse_qsf, read_qsf, validate_qsf
-from dubfiv.study.qsf.writer import build_qsf, write_qsf
+from dubfiv.study.qsf.reader import (
+    SURVEY_OPTIONS_KEYS,
+    QsfError,
+    parse_qsf,
+    read_qsf,
+    validate_qsf,
+    written_by_dubfiv,
+)
+from dubfiv.study.qsf.writer import build_qsf, check_base_url, write_qsf
 
 BASE_URL = "https://example.org/studies/fake"  # as in conftest.py
 
@@ -550,3 +557,392 @@ def test_without_prolific_there_is_no_redirect(full_study_dir) -> None:
     study.prolific_completion_code = "has space"
     with pytest.raises(QsfError, match="prolific_completion_code"):
         build_qsf(study, BASE_URL)
+
+
+
+# ---------------------------------------------------------------------- like Qualtrics' exports
+
+
+def test_survey_options_are_those_of_real_exports(written) -> None:
+    _, _, qsf = written
+    options = _first(qsf, "SO")["Payload"]
+    assert set(SURVEY_OPTIONS_KEYS) <= set(options)
+    assert options["ValidationMessage"] is None and options["NewScoring"] == 1
+    assert options["SkinType"] == "templated" and options["Skin"]["templateId"] == "*base"
+    assert "SurveyLanguage" not in options  # it belongs in the entry
+    assert qsf["SurveyEntry"]["SurveyLanguage"] == "EN"
+
+
+def test_display_logic_has_no_hidden_expression(full) -> None:
+    _, _, qsf = full
+    logics = [e["Payload"]["DisplayLogic"] for e in _elements(qsf, "SQ")
+              if "DisplayLogic" in e["Payload"]]
+    assert len(logics) == 3  # one explanation recap per condition
+    for logic in logics:
+        assert set(logic["0"]["0"]) == {"LogicType", "LeftOperand", "Operator", "RightOperand",
+                                        "Type", "Description"}
+        assert logic["inPage"] is False and logic["0"]["Type"] == "If"
+
+
+def test_questions_carry_grading_data(full) -> None:
+    _, _, qsf = full
+    payloads = [e["Payload"] for e in _elements(qsf, "SQ")]
+    assert payloads and all(p["GradingData"] == [] for p in payloads)
+
+
+def test_early_ends_are_flagged_screened(full) -> None:
+    """Declined consent, a phone and a failed comprehension check end the survey as
+    screened out, not complete; the regular end is not flagged."""
+    _, _, qsf = full
+    root = _first(qsf, "FL")["Payload"]["Flow"]
+    branches = [i for i in root if i["Type"] == "Branch"]
+    assert len(branches) == 4  # declined, device, two comprehension checks
+    for branch in branches:
+        end = branch["Flow"][-1]
+        assert end["Type"] == "EndSurvey" and end["EndingType"] == "Advanced"
+        assert end["Options"] == {"Advanced": "true", "SurveyTermination": "DefaultMessage",
+                                  "ResponseFlag": "Screened"}
+    assert "ResponseFlag" not in root[-1]["Options"]
+    assert parse_qsf(qsf).redirects == [root[-1]["Options"]["EOSRedirectURL"]]
+
+
+def test_question_count_is_the_qid_counter(full) -> None:
+    _, _, qsf = full
+    numbers = [int(e["PrimaryAttribute"][3:]) for e in _elements(qsf, "SQ")]
+    assert sorted(numbers) == list(range(1, len(numbers) + 1))
+    assert _first(qsf, "QC")["SecondaryAttribute"] == str(max(numbers))
+
+
+def test_file_is_ascii_json(full) -> None:
+    _, folder, qsf = full
+    raw = (folder / "study.qsf").read_bytes()
+    raw.decode("ascii")  # no byte beyond ASCII
+    assert "\u2192" in _first(qsf, "SO")["Payload"]["NextButton"]
+    assert b"\\u2192" in raw  # escaped, as Qualtrics writes it
+    assert json.loads(raw) == qsf
+
+
+def test_our_surveys_carry_the_writer_mark(written) -> None:
+    _, _, qsf = written
+    assert written_by_dubfiv(qsf)
+    del qsf["SurveyEntry"]["SurveyDescription"]
+    assert not written_by_dubfiv(qsf)
+    assert not written_by_dubfiv({"SurveyEntry": None})
+
+
+SID = "SV_0123456789abcde"
+
+
+def _element(kind: str, primary: str, secondary: str | None, payload: object,
+             tertiary: str | None = None) -> dict:
+    return {"SurveyID": SID, "Element": kind, "PrimaryAttribute": primary,
+            "SecondaryAttribute": secondary, "TertiaryAttribute": tertiary, "Payload": payload}
+
+
+def _exported_question(qid: str, tag: str, qtype: str, selector: str, text: str,
+                       **extra: object) -> dict:
+    payload = {"QuestionText": text, "DefaultChoices": False, "DataExportTag": tag,
+               "QuestionType": qtype, "Selector": selector,
+               "DataVisibility": {"Private": False, "Hidden": False},
+               "Configuration": {"QuestionDescriptionOption": "UseText"},
+               "QuestionDescription": text, "Validation": {"Settings": {"Type": "None"}},
+               "GradingData": [], "Language": [], "NextChoiceId": 4, "NextAnswerId": 1,
+               "QuestionID": qid, **extra}
+    return _element("SQ", qid, text, payload)
+
+
+def _choices(*labels: str) -> dict:
+    return {str(i + 1): {"Display": label} for i, label in enumerate(labels)}
+
+
+def _qualtrics_export() -> dict:
+    """A survey as Qualtrics itself exports one (the facts of ../shared/QUALTRICS.md):
+    export tags used twice, Timing/Meta questions without ChoiceOrder, rank order (RO)
+    and constant sum (CS) questions, display logic with ``Displayed`` and a matrix-cell
+    locator, QIDs with gaps (QC above the largest), ``SubSet`` as a string, a
+    WebService flow item, branch logic on ``DeviceType`` and on an embedded field (with
+    ``_HiddenExpression``), early ends flagged screened, a Prolific redirect."""
+    questions = [
+        _exported_question("QID1", "Q1", "MC", "SAVR", "Do you agree?", SubSelector="TX",
+                           Choices=_choices("Yes", "No"), ChoiceOrder=["1", "2"],
+                           NextChoiceId=3),
+        _exported_question("QID2", "Q2", "Matrix", "Likert", "How relevant is...",
+                           SubSelector="SingleAnswer", Choices=_choices("colour", "arms"),
+                           ChoiceOrder=[1, 2], Answers=_choices("no", "maybe", "yes"),
+                           AnswerOrder=[1, 2, 3], NextChoiceId=3, NextAnswerId=4),
+        _exported_question("QID3", "Q3", "Timing", "PageTimer", "Timing",
+                           Choices=_choices("First Click", "Last Click", "Page Submit",
+                                            "Click Count")),
+        _exported_question("QID5", "Q2", "RO", "DND", "Rank these", SubSelector="TX",
+                           Choices=_choices("a", "b", "c"), ChoiceOrder=["1", "2", "3"],
+                           DisplayLogic={
+                               "0": {"0": {"LogicType": "Question", "QuestionID": "QID2",
+                                           "QuestionIsInLoop": "no",
+                                           "ChoiceLocator": "q://QID2/SelectableAnswer/1",
+                                           "Operator": "Selected",
+                                           "QuestionIDFromLocator": "QID2",
+                                           "LeftOperand": "q://QID2/SelectableAnswer/1",
+                                           "Type": "Expression", "Description": "..."},
+                                     "1": {"LogicType": "Question", "QuestionID": "QID1",
+                                           "QuestionIsInLoop": "no",
+                                           "ChoiceLocator": "q://QID1/DisplayableChoice/1",
+                                           "Operator": "Displayed",
+                                           "QuestionIDFromLocator": "QID1",
+                                           "LeftOperand": "q://QID1/DisplayableChoice/1",
+                                           "Type": "Expression", "Description": "...",
+                                           "Conjuction": "Or"},
+                                     "Type": "If"},
+                               "Type": "BooleanExpression", "inPage": False}),
+        _exported_question("QID6", "Q6", "CS", "VRTL", "Split 100 points",
+                           Choices=_choices("x", "y"), ChoiceOrder=["1", "2"]),
+        _exported_question("QID7", "Q7", "Meta", "Browser", "Browser Meta Info",
+                           Choices=_choices("Browser", "Version", "Operating System",
+                                            "Resolution")),
+    ]
+    blocks = [
+        {"Type": "Default", "Description": "Default Question Block", "ID": "BL_default0000001",
+         "BlockElements": [{"Type": "Question", "QuestionID": "QID1"}, {"Type": "Page Break"},
+                           {"Type": "Question", "QuestionID": "QID7"}]},
+        {"Type": "Trash", "Description": "Trash / Unused Questions", "ID": "BL_trash00000001",
+         "BlockElements": []},
+        {"Type": "Standard", "SubType": "", "Description": "Block A", "ID": "BL_blockA0000001",
+         "BlockElements": [{"Type": "Question", "QuestionID": "QID2"},
+                           {"Type": "Question", "QuestionID": "QID3"}],
+         "Options": {"BlockLocking": "false", "RandomizeQuestions": "false",
+                     "BlockVisibility": "Expanded"}},
+        {"Type": "Standard", "SubType": "", "Description": "Block B", "ID": "BL_blockB0000001",
+         "BlockElements": [{"Type": "Question", "QuestionID": "QID5"},
+                           {"Type": "Question", "QuestionID": "QID6"}]},
+    ]
+    screened = {"Advanced": "true", "SurveyTermination": "DefaultMessage",
+                "ResponseFlag": "Screened"}
+
+    def group(flow_id: int, value: str, block: str) -> dict:
+        return {"Type": "Group", "FlowID": f"FL_{flow_id}", "Description": f"group {value}",
+                "Flow": [{"Type": "EmbeddedData", "FlowID": f"FL_{flow_id + 1}",
+                          "EmbeddedData": [{"Description": "condition", "Type": "Custom",
+                                            "Field": "condition", "VariableType": "String",
+                                            "DataVisibility": [], "AnalyzeText": False,
+                                            "Value": value}]},
+                         {"Type": "Standard", "ID": block, "FlowID": f"FL_{flow_id + 2}",
+                          "Autofill": []}]}
+
+    flow = [
+        {"Type": "EmbeddedData", "FlowID": "FL_2", "EmbeddedData": [
+            {"Description": "PROLIFIC_PID", "Type": "Recipient", "Field": "PROLIFIC_PID",
+             "VariableType": "String", "DataVisibility": [], "AnalyzeText": False}]},
+        {"Type": "WebService", "FlowID": "FL_3", "URL": "https://example.org/api",
+         "Method": "GET", "RequestParams": [], "EditBodyParams": [],
+         "ResponseMap": [{"key": "id", "value": "api_id"}], "FireAndForget": False},
+        {"Type": "Block", "ID": "BL_default0000001", "FlowID": "FL_4", "Autofill": []},
+        {"Type": "Branch", "FlowID": "FL_5", "Description": "New Branch", "BranchLogic": {
+            "0": {"0": {"LogicType": "DeviceType", "LeftOperand": "DeviceType",
+                        "Operator": "EqualTo", "RightOperand": "Mobile",
+                        "Type": "Expression", "Description": "If device is mobile"},
+                  "Type": "If"}, "Type": "BooleanExpression"},
+         "Flow": [{"Type": "EndSurvey", "FlowID": "FL_6", "EndingType": "Advanced",
+                   "Options": dict(screened)}]},
+        {"Type": "Branch", "FlowID": "FL_7", "Description": "New Branch", "BranchLogic": {
+            "0": {"0": {"LogicType": "EmbeddedField", "LeftOperand": "api_id",
+                        "Operator": "Empty", "_HiddenExpression": False,
+                        "Type": "Expression", "Description": "If api_id Is Empty"},
+                  "Type": "If"}, "Type": "BooleanExpression"},
+         "Flow": [{"Type": "EndSurvey", "FlowID": "FL_8", "EndingType": "Advanced",
+                   "Options": dict(screened)}]},
+        {"Type": "BlockRandomizer", "FlowID": "FL_9", "SubSet": "1", "EvenPresentation": True,
+         "Flow": [group(10, "a", "BL_blockA0000001"), group(13, "b", "BL_blockB0000001")]},
+        {"Type": "EndSurvey", "FlowID": "FL_16", "EndingType": "Advanced", "Options": {
+            "Advanced": "true", "SurveyTermination": "Redirect",
+            "EOSRedirectURL": "https://app.prolific.com/submissions/complete?cc=C0DE"}},
+    ]
+    options = {"BackButton": "false", "SaveAndContinue": "true",
+               "SurveyProtection": "PublicSurvey", "BallotBoxStuffingPrevention": "false",
+               "NoIndex": "Yes", "SecureResponseFiles": "true", "SurveyExpiration": "None",
+               "SurveyTermination": "DefaultMessage", "Header": "", "Footer": "",
+               "ProgressBarDisplay": "None", "PartialData": "+1 week",
+               "ValidationMessage": None, "PreviousButton": " \u2190 ",
+               "NextButton": " \u2192 ", "SurveyTitle": "Qualtrics Survey",
+               "SkinLibrary": "examplebrand", "SkinType": "templated",
+               "Skin": {"brandingId": "1234", "templateId": "*base", "overrides": None},
+               "NewScoring": 1}
+    elements = [
+        _element("BL", "Survey Blocks", None, blocks),
+        _element("FL", "Survey Flow", None, {"Type": "Root", "FlowID": "FL_1", "Flow": flow,
+                                             "Properties": {"Count": 16}}),
+        _element("PROJ", "CORE", None, {"ProjectCategory": "CORE", "SchemaVersion": "1.1.0"},
+                 "1.1.0"),
+        _element("SO", "Survey Options", None, options),
+        _element("SCO", "Scoring", None, {"ScoringCategories": [],
+                                          "ScoringCategoryGroups": []}),
+        _element("STAT", "Survey Statistics", None, {"MobileCompatible": True,
+                                                     "ID": "Survey Statistics"}),
+        *questions,
+        _element("QC", "Survey Question Count", "8", None),  # QID4 and QID8 were deleted
+        _element("RS", "RS_0123456789abcde", "Default Response Set", None),
+    ]
+    entry = {"SurveyID": SID, "SurveyName": "An exported survey", "SurveyDescription": None,
+             "SurveyOwnerID": "UR_0123456789abcde", "SurveyBrandID": "examplebrand",
+             "DivisionID": None, "SurveyLanguage": "EN",
+             "SurveyActiveResponseSet": "RS_0123456789abcde", "SurveyStatus": "Inactive",
+             "SurveyStartDate": "0000-00-00 00:00:00",
+             "SurveyExpirationDate": "0000-00-00 00:00:00",
+             "SurveyCreationDate": "2021-03-04 05:06:07", "CreatorID": "UR_0123456789abcde",
+             "LastModified": "2021-03-05 05:06:07", "LastAccessed": "0000-00-00 00:00:00",
+             "LastActivated": "0000-00-00 00:00:00", "Deleted": None}
+    return {"SurveyEntry": entry, "SurveyElements": elements}
+
+
+def test_reader_accepts_a_survey_qualtrics_exported(tmp_path: Path) -> None:
+    export = _qualtrics_export()
+    assert not written_by_dubfiv(export)
+    assert validate_qsf(export) == []
+    path = tmp_path / "export.qsf"
+    path.write_text(json.dumps(export, separators=(",", ":")), encoding="ascii")
+    parsed = read_qsf(path)
+    assert parsed.conditions == ["a", "b"]
+    assert parsed.randomizer_subset == 1  # from the string "1"
+    assert parsed.condition_blocks == {"a": "BL_blockA0000001", "b": "BL_blockB0000001"}
+    assert parsed.url_fields == ["PROLIFIC_PID"]
+    assert parsed.redirects == ["https://app.prolific.com/submissions/complete?cc=C0DE"]
+    assert parsed.questions["QID3"].choices["4"] == "Click Count"
+    assert parsed.block("BL_default0000001").n_pages == 2
+    # what is accepted here is exactly what the strict checks of our surveys refuse
+    problems = "\n".join(validate_qsf(export, strict=True))
+    for message in ("duplicate or empty DataExportTags ['Q2']",
+                    "SQ QID5: unknown QuestionType 'RO'", "SQ QID6: unknown QuestionType 'CS'",
+                    "SQ QID3: ChoiceOrder does not match", "SQ QID7: ChoiceOrder does not match",
+                    "operator 'Displayed'", "'q://QID2/SelectableAnswer/1' is not",
+                    "QC says 8 questions, there are 6", "not QID1 .. QID",
+                    "SubSet '1'", "unknown Type 'WebService'",
+                    "branch FL_5 has no question condition",  # on DeviceType
+                    "branch FL_7 has no question condition"):  # on an embedded field
+        assert message in problems, message
+
+
+def _export_missing_question(q: dict) -> None:
+    _first(q, "BL")["Payload"][2]["BlockElements"].append(
+        {"Type": "Question", "QuestionID": "QID9"})
+
+
+def _export_branch_to_missing_question(q: dict) -> None:
+    expr = _first(q, "FL")["Payload"]["Flow"][3]["BranchLogic"]["0"]["0"]
+    expr.update(LogicType="Question", QuestionID="QID4")
+
+
+def _export_subset(q: dict) -> None:
+    _first(q, "FL")["Payload"]["Flow"][5]["SubSet"] = "3"
+
+
+def _export_qc(q: dict) -> None:
+    _first(q, "QC")["SecondaryAttribute"] = "5"
+
+
+def _export_redirect(q: dict) -> None:
+    _first(q, "FL")["Payload"]["Flow"][-1]["Options"]["EOSRedirectURL"] = "app.prolific.com"
+
+
+def _export_flow_id(q: dict) -> None:
+    _first(q, "FL")["Payload"]["Flow"][1]["FlowID"] = "FL_2"
+
+
+@pytest.mark.parametrize(("breaker", "message"), [
+    (_export_missing_question, "lists missing question QID9"),
+    (_export_branch_to_missing_question, "refers to missing question QID4"),
+    (_export_subset, "SubSet '3' for 2 children"),
+    (_export_qc, "QC says 5, below the largest question id QID7"),
+    (_export_redirect, "not an http(s) URL"),
+    (_export_flow_id, "duplicate or missing FlowIDs ['FL_2']"),
+])
+def test_reader_still_rejects_broken_exports(breaker, message: str) -> None:
+    export = _qualtrics_export()
+    breaker(export)
+    problems = validate_qsf(export)
+    assert any(message in p for p in problems), problems
+
+
+def _ours_duplicate_tag(q: dict) -> None:
+    _by_tag(q)["end"]["DataExportTag"] = "consent"
+
+
+def _ours_rank_order(q: dict) -> None:
+    _by_tag(q)["end"]["QuestionType"] = "RO"
+
+
+def _ours_subset_string(q: dict) -> None:
+    for item in _walk(_first(q, "FL")["Payload"]["Flow"]):
+        if item["Type"] == "BlockRandomizer":
+            item["SubSet"] = "1"
+
+
+def _ours_web_service(q: dict) -> None:
+    _first(q, "FL")["Payload"]["Flow"].insert(1, {"Type": "WebService", "FlowID": "FL_999"})
+
+
+def _ours_hidden_expression(q: dict) -> None:
+    recap = _by_tag(q)["inn_recap"]
+    recap["DisplayLogic"]["0"]["0"]["_HiddenExpression"] = False
+
+
+def _ours_language_in_options(q: dict) -> None:
+    _first(q, "SO")["Payload"]["SurveyLanguage"] = "EN"
+
+
+def _ours_no_skin(q: dict) -> None:
+    del _first(q, "SO")["Payload"]["Skin"]
+
+
+def _ours_no_grading(q: dict) -> None:
+    del _by_tag(q)["consent"]["GradingData"]
+
+
+def _ours_unscreened(q: dict) -> None:
+    branch = next(i for i in _first(q, "FL")["Payload"]["Flow"] if i["Type"] == "Branch")
+    del branch["Flow"][-1]["Options"]["ResponseFlag"]
+
+
+def _ours_gap_in_qids(q: dict) -> None:
+    _first(q, "QC")["SecondaryAttribute"] = "99"
+
+
+@pytest.mark.parametrize(("breaker", "message"), [
+    (_ours_duplicate_tag, "duplicate or empty DataExportTags ['consent']"),
+    (_ours_rank_order, "unknown QuestionType 'RO'"),
+    (_ours_subset_string, "SubSet '1'"),
+    (_ours_web_service, "unknown Type 'WebService'"),
+    (_ours_hidden_expression, "has _HiddenExpression"),
+    (_ours_language_in_options, "hold SurveyLanguage"),
+    (_ours_no_skin, "lack ['Skin']"),
+    (_ours_no_grading, "no GradingData"),
+    (_ours_unscreened, "is not flagged Screened"),
+    (_ours_gap_in_qids, "QC says 99 questions"),
+])
+def test_strict_checks_reject_broken_surveys_of_ours(full, breaker, message: str) -> None:
+    """A survey of ours is checked strictly, also for what a Qualtrics export may do."""
+    _assert_detected(full, breaker, message)
+
+
+def test_strictness_follows_the_writer_mark(full) -> None:
+    _, folder, qsf = full
+    broken = copy.deepcopy(qsf)
+    _ours_duplicate_tag(broken)
+    _ours_subset_string(broken)
+    assert len(validate_qsf(broken, folder, BASE_URL)) == 2
+    assert validate_qsf(broken, folder, BASE_URL, strict=False) == []
+    broken["SurveyEntry"]["SurveyDescription"] = None  # no longer ours: an export
+    assert validate_qsf(broken, folder, BASE_URL) == []
+    assert len(validate_qsf(broken, folder, BASE_URL, strict=True)) == 2
+
+
+def test_base_url_check_is_one_function(study_dir) -> None:
+    assert check_base_url("https://example.org/s/") == "https://example.org/s"
+    for url, message in (("images/", "must be an http"), ("ftp://x", "must be an http"),
+                         ("https://example.org/a b", "percent-encode"),
+                         ('https://example.org/"a"', "percent-encode"),
+                         ("https://example.org/s?x=1", "query or fragment"),
+                         ("https://example.org/s#top", "query or fragment")):
+        with pytest.raises(QsfError, match=message) as info:
+            check_base_url(url)
+        assert str(info.value).startswith("image_base_url")
+    study, _ = study_dir
+    with pytest.raises(QsfError, match="percent-encode"):
+        build_qsf(study, "https://example.org/my study")
