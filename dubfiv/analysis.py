@@ -31,7 +31,7 @@ from tqdm import tqdm
 from dubfiv.data import open_split, to_unit
 from dubfiv.errors import DubfivError
 from dubfiv.explain import cache as split_cache
-from dubfiv.explain.baseline import Baseline
+from dubfiv.explain.baseline import Baseline, label_name
 from dubfiv.explain.bins import BASELINE_PERCENTILES, INTERPOLATION_P_LO, LogitBins, logit_bins
 from dubfiv.explain.concept_report import ConceptInputs, ConceptReport, explain_concepts
 from dubfiv.explain.concepts import ConceptMethod, collect_activations, concept_layer
@@ -263,6 +263,44 @@ class Analysis:
         indices = self.split_data(split).indices[np.asarray(positions)]
         x = self.images(split, indices).to(self.device, next(self.flow.parameters()).dtype)
         return encode(self.flow, self.head, x)
+
+    # ------------------------------------------------------------------ records
+
+    def image_record(self, split: str, index: int, image_id: str, logit: float, label: float,
+                     bins: LogitBins | None = None) -> dict[str, Any]:
+        """The finished, JSON-ready record of one real image of ``split``.
+
+        Keys: ``split``, ``index`` (dataset index), ``image_id``, ``logit`` (raw
+        logit of the head), ``label`` (0/1 of the head's attribute) and its
+        ``label_name``, ``model_prediction`` (the class of ``logit > 0``),
+        ``scene`` (the scene parameters, ``None`` if the dataset has none) and,
+        with ``bins``, the logit's bin (:meth:`LogitBins.describe`).
+        """
+        name = SPLIT_ALIASES.get(split, split)
+        params = getattr(self.open(name), "params", None)
+        scene = None
+        if params is not None:
+            state = params[int(index)].state_dict()
+            scene = {k: v for k, v in state.items() if not k.startswith("_")}
+        record = {"split": name, "index": int(index), "image_id": str(image_id),
+                  "logit": float(logit), "label": float(label),
+                  "label_name": label_name(label, self.label_attribute),
+                  "model_prediction": label_name(float(logit > 0), self.label_attribute),
+                  "scene": scene}
+        if bins is not None:
+            record.update(bins.describe(float(logit)))
+        return record
+
+    def sample_record(self, split: str, position: int, bins: LogitBins | None = None
+                      ) -> dict[str, Any]:
+        """:meth:`image_record` of the image at ``position`` of the split's sample
+        (:meth:`split_data`: its cached logit and label), with ``position`` added."""
+        data = self.split_data(split)
+        position = int(position)
+        record = self.image_record(split, int(data.indices[position]),
+                                   data.image_ids[position], float(data.logits[position]),
+                                   float(data.labels[position]), bins)
+        return {**record, "position": position}
 
     # ------------------------------------------------------------------ bins
 

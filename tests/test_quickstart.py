@@ -19,7 +19,8 @@ from dubfiv.cli.quickstart import main
 from dubfiv.quickstart import QuickstartConfig, run_quickstart
 from dubfiv.study.build.bundle import verify_manifest
 from dubfiv.study.build.export import PLACEHOLDER_BASE_URL
-from dubfiv.study.qsf.reader import read_qsf, validate_qsf
+from dubfiv.study.qsf.reader import read_qsf
+from dubfiv.study.qsf.validate import validate_qsf
 
 TRAIN_SAMPLES = 1600
 

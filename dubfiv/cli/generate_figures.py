@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from dubfiv.workflow.figures import FigureOutcome
 
 PROG = "dubfiv_generate_figures"
-_RENAMES = {"run_dir": "--model", "output_dir": "--output", "figures": "--only"}
+_RENAMES = {"run_dir": "--model", "output_dir": "--output", "figures": "--only",
+            "rows": "--n_rows"}
 """Library parameters whose flag has another name."""
 
 
@@ -60,7 +61,7 @@ def build_parser() -> OneLineParser:
     _args.add_device(parser)
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="seed of the image draws (default: %(default)s)")
-    parser.add_argument("--n_rows", type=int, default=defaults.n_rows,
+    parser.add_argument("--n_rows", type=int, default=defaults.rows,
                         help="rows of the baseline and counterfactual grids "
                         "(default: %(default)s)")
     parser.add_argument("--p_hi", type=float, default=defaults.p_hi,
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     options = FigureOptions(
         figures=args.only, formats=args.formats, device=args.device,
-        dataset_dir=args.dataset_dir, seed=args.seed, n_rows=args.n_rows, p_hi=args.p_hi,
+        dataset_dir=args.dataset_dir, seed=args.seed, rows=args.n_rows, p_hi=args.p_hi,
         concept_method=args.concept_method, n_concepts=args.n_concepts,
         concept_fit_images=args.concept_fit_images,
         concept_eval_images=args.concept_eval_images, ground_truth=args.ground_truth,

@@ -64,6 +64,14 @@ class LogitBins:
         return [f"{name} = {value:.{digits}f}" if name != "0" else "0"
                 for name, value in zip(names, self.values, strict=True)]
 
+    def describe(self, logit: float) -> dict[str, Any]:
+        """The bin of one logit: ``bin`` (index), ``bin_value`` and ``bin_range``
+        ``[lower edge, upper edge)`` (``"-inf"``/``"inf"`` as strings at the ends)."""
+        k = int(self.assign(np.array([logit]))[0])
+        low, high = (float(e) if np.isfinite(e) else ("inf" if e > 0 else "-inf")
+                     for e in self.edges[k:k + 2])
+        return {"bin": k, "bin_value": float(self.values[k]), "bin_range": [low, high]}
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: values, edges (``"-inf"``/``"inf"`` as strings) and percentiles."""
         return {

@@ -46,6 +46,7 @@ from dubfiv.heads import LinearHead
 __all__ = [
     "ConceptBasis",
     "ConceptMethod",
+    "NoConceptLayerError",
     "collect_activations",
     "concept_derivatives",
     "concept_layer",
@@ -61,17 +62,21 @@ __all__ = [
 ConceptMethod = Literal["pca", "nmf"]
 
 
+class NoConceptLayerError(ParameterError):
+    """The network has no 1x1 convolution at the asked resolution before the head's layer."""
+
+
 def concept_layer(infos: Sequence[LayerInfo], head_layer: int, resolution: int = 8) -> int:
     """Index of the last ``InvConv1x1`` before ``head_layer`` whose output is ``resolution``^2.
 
     Raises:
-        ValueError: no such layer (the message lists the resolutions that have one).
+        NoConceptLayerError: no such layer (the message lists the resolutions that have one).
     """
     convs = [info for info in infos if info.kind == "InvConv1x1" and info.index < head_layer]
     matching = [info.index for info in convs if info.output_shape[1:] == (resolution, resolution)]
     if not matching:
         sizes = sorted({info.output_shape[1] for info in convs})
-        raise ParameterError(
+        raise NoConceptLayerError(
             f"no 1x1 convolution at {resolution}x{resolution} before the head's layer "
             f"{head_layer}; resolutions available: {sizes}. Pass `resolution` or `layer`."
         )

@@ -1,20 +1,23 @@
-"""User-study export: the content model, Qualtrics .qsf, HTML preview, bundle, results.
+"""User studies: build one from a trained run, run it as a survey, analyse the answers.
 
-Modules (one job each):
+The folders follow the workflow; each wing imports the shared core and the
+wings before it, never one after it:
 
-* :mod:`dubfiv.study.content` -- dataclasses describing a study (``study.json``);
-* :mod:`dubfiv.study.qsf.writer` -- ``.qsf`` writer, reader, validator, CSV layout;
-* :mod:`dubfiv.study.build.preview` -- the offline ``index.html``;
-* :mod:`dubfiv.study.build.bundle` -- atomic folder builds and ``manifest.json``;
-* :mod:`dubfiv.study.results.analysis` -- analysis of Qualtrics' CSV export;
-* :mod:`dubfiv.study.layout` -- which page shows what (survey, preview, estimate);
-* :mod:`dubfiv.study.build.duration` -- the survey's duration estimate;
-* :mod:`dubfiv.study.build.names` -- neutral names of the hosted images (``public/``);
-* :mod:`dubfiv.study.build.export` -- the exporter (``dubfiv_export_user_study``), with
-  :mod:`dubfiv.study.build.material` (explanation images and records),
-  :mod:`dubfiv.study.build.task` (attribute answers, prediction tasks) and
-  :mod:`dubfiv.study.build.tutorial` (the tutorial rendered with two4two); these import
-  torch or two4two and are not imported here.
+* shared core -- :mod:`~dubfiv.study.content` (the data model, ``study.json``),
+  :mod:`~dubfiv.study.layout` (which page shows what) and
+  :mod:`~dubfiv.study.page_html` (a page as HTML);
+* :mod:`dubfiv.study.build` -- from a run to a study folder: the explanation
+  material (``material``), the tutorial, the tasks, neutral image names, the
+  duration estimate, the offline preview, the atomic bundle and the exporter
+  (``dubfiv_export_user_study``); these import torch or two4two;
+* :mod:`dubfiv.study.qsf` -- the study as a Qualtrics survey: ``writer``
+  (``study.qsf``), ``reader`` (parse and validate), ``columns`` (where each
+  answer lands in Qualtrics' CSV export), ``image_urls`` and ``responses_csv``
+  (a CSV export written from rows, for tests and simulations);
+* :mod:`dubfiv.study.results` -- the answers: reading the CSV (``responses``),
+  the exclusion rules, the condition effect, the analysis and its figure, and
+  simulated participants. It reads surveys through ``qsf.reader`` and
+  ``qsf.columns`` and never imports the writer.
 """
 
 from dubfiv.study.content import (

@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from dubfiv.errors import DubfivError
+from dubfiv.errors import ParameterError
+from dubfiv.explain.settings import ExplanationSettings
 from dubfiv.ground_truth import interval_tuple
 from dubfiv.rundir import RunPaths
 from dubfiv.train.plots import series
@@ -78,26 +79,25 @@ RELEVANT_COLOR = "#c0392b"
 IRRELEVANT_COLOR = "#7f8c8d"
 
 
-class FigureError(DubfivError, ValueError):
-    """Bad arguments or an unusable run/output folder (raised before anything is written)."""
+class FigureError(ParameterError):
+    """Bad arguments or an unusable run/output folder (raised before anything is written);
+    ``parameter`` names the option at fault, if one is."""
 
 
 @dataclasses.dataclass
-class FigureOptions:
+class FigureOptions(ExplanationSettings):
     """What to draw and how.
+
+    The explanations' settings (``seed``, ``rows`` of the baseline and
+    counterfactual grids, default 5 here, ``p_hi``, the ``concept_*`` settings)
+    are those of :class:`~dubfiv.explain.settings.ExplanationSettings`,
+    keyword-only.
 
     Attributes:
         figures: a subset of :data:`FIGURES`.
         formats: a subset of :data:`~dubfiv.workflow.paper_style.FORMATS`.
         device: ``None`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
         dataset_dir: folder holding the run's dataset (default: the run's).
-        seed: seed of the image draws.
-        n_rows: rows of the baseline and counterfactual grids.
-        p_hi: percentile of |logit| of the outer counterfactual targets.
-        concept_method: ``"nmf"`` or ``"pca"``.
-        n_concepts: concepts fitted.
-        concept_fit_images: training images the concepts are fitted on.
-        concept_eval_images: validation/test images of the ranking.
         ground_truth: the ``ground_truth.json`` (default ``<run>/ground_truth/``).
         supervised_analysis: the ``supervised_analysis.json`` (default
             ``<run>/supervised_analysis/``).
@@ -108,16 +108,10 @@ class FigureOptions:
     formats: tuple[str, ...] = ("pdf", "png")
     device: str | None = None
     dataset_dir: Path | None = None
-    seed: int = 0
-    n_rows: int = 5
-    p_hi: float = 90.0
-    concept_method: str = "nmf"
-    n_concepts: int = 8
-    concept_fit_images: int = 1000
-    concept_eval_images: int = 1000
     ground_truth: Path | None = None
     supervised_analysis: Path | None = None
     progress: bool = True
+    rows: int = dataclasses.field(default=5, kw_only=True)
 
 
 @dataclasses.dataclass
@@ -157,16 +151,10 @@ def preflight(run_dir: Path, output: Path, options: FigureOptions) -> None:
     if bad or not options.formats:
         raise FigureError(f"unknown format(s) {bad or '(none chosen)'}; choose from "
                           f"{', '.join(FORMATS)}")
-    from dubfiv.explain.bins import INTERPOLATION_P_LO
-
-    for name, value in (("n_rows", options.n_rows), ("n_concepts", options.n_concepts),
-                        ("concept_fit_images", options.concept_fit_images),
-                        ("concept_eval_images", options.concept_eval_images)):
-        if value < 1:
-            raise FigureError(f"`{name}` must be >= 1, got {value}")
-    if not INTERPOLATION_P_LO < options.p_hi <= 100:
-        raise FigureError(f"`p_hi` must be in ({INTERPOLATION_P_LO:g}, 100], got "
-                          f"{options.p_hi}")
+    try:
+        options.check_explanations()
+    except ParameterError as error:
+        raise FigureError(str(error), error.parameter) from error
     if not run_dir.is_dir():
         raise FigureError(f"{run_dir}: no such run directory")
     try:
@@ -331,14 +319,16 @@ def _read_json(path: Path, hint: str) -> tuple[Mapping[str, Any] | None, str]:
 
 def _image_figure(analysis: Analysis, name: str, options: FigureOptions) -> Figure:
     if name == "baseline":
-        return analysis.baseline(n_rows=options.n_rows, seed=options.seed, save=False).figure()
+        return analysis.baseline(n_rows=options.rows, seed=options.seed, save=False).figure()
     if name == "counterfactual":
-        return analysis.interpolation(n_rows=options.n_rows, p_hi=options.p_hi,
+        return analysis.interpolation(n_rows=options.rows, p_hi=options.p_hi,
                                       seed=options.seed, save=False).figure()
     return analysis.concepts(
         method=options.concept_method,  # type: ignore[arg-type]
-        n_concepts=options.n_concepts, n_fit_images=options.concept_fit_images,
-        n_eval_images=options.concept_eval_images, seed=options.seed, save=False).figure()
+        n_concepts=options.n_concepts, resolution=options.concept_resolution or 8,
+        n_fit_images=options.concept_fit_images, n_eval_images=options.concept_eval_images,
+        n_per_sign=options.concepts_per_sign, n_images=options.concept_images,
+        seed=options.seed, save=False).figure()
 
 
 class _Drawer:

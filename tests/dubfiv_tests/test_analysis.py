@@ -6,6 +6,7 @@ example notebook and checks what it wrote, sharing one pass over the data).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -153,6 +154,33 @@ def test_data_summary_and_encode_agree_with_the_model(
     assert summary["bins"]["baseline"]["values"] == pytest.approx(
         analysis.bins().values.tolist())
     assert "accuracy" in printed and "after layer 13" in printed and "P50/P90" in printed
+
+
+def test_image_records_are_the_sample_with_its_scene_and_bin(run_copy: Path) -> None:
+    """The finished records the study material asks for: the sample's logit and label,
+    the dataset's scene parameters, the class names, and the logit's bin."""
+    analysis = _load(run_copy, n_samples=16)
+    data, bins = analysis.treatment, analysis.bins()
+    dataset = analysis.open("validation")
+    for position in (0, 7, 15):
+        record = analysis.sample_record("treatment", position, bins)
+        index = int(data.indices[position])
+        assert record["split"] == "validation" and record["position"] == position
+        assert record["index"] == index and record["image_id"] == data.image_ids[position]
+        assert record["logit"] == pytest.approx(float(data.logits[position]))
+        assert record["label"] == float(dataset[index][1][0])
+        assert record["label_name"] == ("stretchy" if record["label"] == 1.0 else "peaky")
+        assert record["model_prediction"] == ("stretchy" if record["logit"] > 0 else "peaky")
+        scene = dataset.params[index].state_dict()
+        assert record["scene"]["id"] == scene["id"] == record["image_id"]
+        assert not any(k.startswith("_") for k in record["scene"])
+        k = int(np.searchsorted(bins.edges[1:-1], record["logit"], side="right"))
+        assert record["bin"] == k and record["bin_value"] == float(bins.values[k])
+        low, high = record["bin_range"]
+        assert (low == "-inf" or low <= record["logit"]) and (high == "inf"
+                                                              or record["logit"] < high)
+    assert "bin" not in analysis.image_record("validation", 0, "x", -1.0, 0.0)
+    assert json.loads(json.dumps(record)) == record  # JSON-ready as it is
 
 
 def test_missing_dataset_and_bad_head_are_clear_errors(run_copy: Path, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import dataclasses
 import math
 from typing import Any
 
-from dubfiv.study.content import Study
+from dubfiv.study.content import Study, consent_with_duration
 from dubfiv.study.layout import SurveyPage, participant_pages
 
 __all__ = ["Estimate", "Timing", "estimate", "page_seconds"]
@@ -85,3 +85,27 @@ def estimate(study: Study, timing: Timing | None = None) -> Estimate:
                          "seconds": round(seconds, 1)}
     longest = max((v["seconds"] for v in per.values()), default=0.0)
     return Estimate(per, max(1, math.ceil(longest / 60.0)), timing)
+
+
+def settle_consent(study: Study, tutorial: bool, attention_checks: bool,
+                   timing: Timing | None = None) -> Estimate:
+    """Write the consent text, which names the survey's estimated duration, into ``study``.
+
+    The consent's own words count towards the duration, so the text is rewritten
+    until the minutes it names are the minutes estimated with it (a fixed point,
+    reached in one or two rounds; at most five, after which the last estimate is
+    named; ``timing``: as for :func:`estimate`). Sets ``study.estimated_minutes``;
+    returns the final estimate.
+    """
+    duration = estimate(study, timing)
+    for _ in range(5):
+        study.consent_text = consent_with_duration(duration.minutes, study.prolific, tutorial,
+                                                   attention_checks)
+        named, duration = duration.minutes, estimate(study, timing)
+        if duration.minutes == named:
+            break
+    else:
+        study.consent_text = consent_with_duration(duration.minutes, study.prolific, tutorial,
+                                                   attention_checks)
+    study.estimated_minutes = duration.minutes
+    return duration

@@ -36,14 +36,14 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from dubfiv.errors import ParameterError
-from dubfiv.explain.baseline import label_name
-from dubfiv.explain.bins import LogitBins
+from dubfiv.explain.concepts import NoConceptLayerError
 from dubfiv.explain.figures import to_hwc
-from dubfiv.explain.records import jsonable, write_json
+from dubfiv.explain.records import write_json
 from dubfiv.study.content import Condition, GridLayout, Page, StudyImage
 
 if TYPE_CHECKING:
     from dubfiv.analysis import Analysis
+    from dubfiv.explain.bins import LogitBins
     from dubfiv.study.build.names import ImageNamer
 
 __all__ = [
@@ -55,14 +55,12 @@ __all__ = [
     "RenderSettings",
     "baseline_material",
     "bin_column_labels",
-    "bin_of",
     "cell_path",
     "concepts_material",
     "inn_material",
     "png_dpi",
     "save_cell",
     "save_figure",
-    "scene_of",
 ]
 
 FIGURES_DIR = "figures"
@@ -151,23 +149,7 @@ def save_cell(image: torch.Tensor | np.ndarray, path: Path, settings: RenderSett
     return array.shape[1], array.shape[0]
 
 
-def scene_of(dataset: Any, index: int) -> dict[str, Any] | None:
-    """Scene parameters of dataset item ``index`` (``None`` if the dataset has none)."""
-    params = getattr(dataset, "params", None)
-    if params is None:
-        return None
-    state = params[int(index)].state_dict()
-    return {k: v for k, v in state.items() if not k.startswith("_")}
-
-
 # ---------------------------------------------------------------------- bins
-
-
-def bin_of(bins: LogitBins, logit: float) -> dict[str, Any]:
-    """The bin of ``logit``: index, value and range ``[lower edge, upper edge)``."""
-    k = int(bins.assign(np.array([logit]))[0])
-    return {"bin": k, "bin_value": float(bins.values[k]),
-            "bin_range": jsonable([float(bins.edges[k]), float(bins.edges[k + 1])])}
 
 
 def bin_column_labels(bins: LogitBins, class_names: tuple[str, str]) -> list[str]:
@@ -183,15 +165,6 @@ def bin_column_labels(bins: LogitBins, class_names: tuple[str, str]) -> list[str
 def cell_path(namer: ImageNamer | None, key: str) -> str:
     """Study-relative path of image ``key``: neutral with a namer, else ``images/<key>.png``."""
     return namer.path(key) if namer is not None else f"{IMAGES_DIR}/{key}.png"
-
-
-def _real_cell(analysis: Analysis, split: str, index: int, image_id: str, logit: float,
-               label: float) -> dict[str, Any]:
-    return {"split": split, "index": int(index), "image_id": str(image_id),
-            "logit": float(logit), "label": float(label),
-            "label_name": label_name(label, analysis.label_attribute),
-            "model_prediction": label_name(float(logit > 0), analysis.label_attribute),
-            "scene": scene_of(analysis.open(split), index)}
 
 
 def _image(folder: Path, rel: str, image: torch.Tensor, settings: RenderSettings, alt: str,
@@ -246,12 +219,10 @@ def baseline_material(analysis: Analysis, folder: Path, rows: int, seed: int,
             rel = cell_path(namer, key)
             images.append(_image(folder, rel, result.images[r, k], settings,
                                  alt=f"{labels[k]}, example {r + 1}"))
-            cell = {"path": rel, "key": key, "row": r, "col": k, "kind": "real",
-                    **_real_cell(analysis, result.split, result.indices[r, k],
-                                 result.image_ids[r][k], result.logits[r, k],
-                                 result.labels[r, k])}
-            cell.update(bin_of(result.bins, cell["logit"]))
-            cells.append(cell)
+            cells.append({"path": rel, "key": key, "row": r, "col": k, "kind": "real",
+                          **analysis.image_record(result.split, result.indices[r, k],
+                                                  result.image_ids[r][k], result.logits[r, k],
+                                                  result.labels[r, k], result.bins)})
     c0, c1 = settings.class_names
     page = Page(
         "Images sorted by the model's score",
@@ -282,11 +253,9 @@ def inn_material(analysis: Analysis, folder: Path, rows: int, seed: int, p_hi: f
         rel = cell_path(namer, key)
         images.append(_image(folder, rel, grid.originals[r], settings,
                              alt=f"real image {r + 1}"))
-        real = _real_cell(analysis, grid.split, grid.indices[r], grid.image_ids[r],
-                          grid.original_logits[r], grid.labels[r])
-        cell = {"path": rel, "key": key, "row": r, "col": 0, "kind": "real", **real}
-        cell.update(bin_of(grid.bins, cell["logit"]))
-        cells.append(cell)
+        real = analysis.image_record(grid.split, grid.indices[r], grid.image_ids[r],
+                                     grid.original_logits[r], grid.labels[r], grid.bins)
+        cells.append({"path": rel, "key": key, "row": r, "col": 0, "kind": "real", **real})
         for t in range(n_targets):
             key = f"inn/row{r + 1}_target{t + 1}"
             rel = cell_path(namer, key)
@@ -300,7 +269,7 @@ def inn_material(analysis: Analysis, folder: Path, rows: int, seed: int, p_hi: f
                 "target_logit": float(grid.targets[t]), "logit": float(grid.logits[r, t]),
                 "abs_deviation": float(grid.deviation[r, t]),
                 "clipped_fraction": float(grid.clipped_fraction[r, t]),
-                "target_bin": t, **bin_of(grid.bins, float(grid.logits[r, t]))})
+                "target_bin": t, **grid.bins.describe(float(grid.logits[r, t]))})
     c0, c1 = settings.class_names
     page = Page(
         "How the image would have to change",
@@ -333,9 +302,7 @@ def concepts_material(analysis: Analysis, folder: Path, seed: int, settings: Ren
                                        render_split="validation", n_per_sign=n_per_sign,
                                        n_images=n_images, seed=seed, save=False)
             break
-        except ValueError as error:
-            if "no 1x1 convolution" not in str(error):
-                raise
+        except NoConceptLayerError as error:
             errors.append(str(error))
     if report is None:
         raise MaterialError("condition concepts: " + "; ".join(errors), parameter="condition")
@@ -343,7 +310,6 @@ def concepts_material(analysis: Analysis, folder: Path, seed: int, settings: Ren
         raise MaterialError("condition concepts: no concept correlates with the logit, "
                             "nothing to show; try another n_concepts or the condition "
                             "baseline or inn", parameter="condition")
-    data = analysis.split_data(report.render_split)
     baseline_bins = analysis.bins()
     c0, c1 = settings.class_names
     row_labels, images, cells = [], [], []
@@ -356,17 +322,13 @@ def concepts_material(analysis: Analysis, folder: Path, seed: int, settings: Ren
             outline = report.outlines[r, j]
             images.append(_image(folder, rel, report.images[r, j], settings,
                                  alt=f"concept {r + 1}, example {j + 1}", outline=outline))
-            position = int(shown["positions"][j])
-            cell = {"path": rel, "key": key, "row": r, "col": j, "kind": "concept_example",
-                    "concept": int(shown["concept"]), "sign": int(shown["sign"]),
-                    "correlation": float(shown["correlation"]),
-                    "score": float(shown["scores"][j]),
-                    "outlined_fraction": float(np.mean(outline)),
-                    **_real_cell(analysis, report.render_split, shown["indices"][j],
-                                 shown["image_ids"][j], data.logits[position],
-                                 data.labels[position])}
-            cell.update(bin_of(baseline_bins, cell["logit"]))
-            cells.append(cell)
+            cells.append({
+                "path": rel, "key": key, "row": r, "col": j, "kind": "concept_example",
+                "concept": int(shown["concept"]), "sign": int(shown["sign"]),
+                "correlation": float(shown["correlation"]), "score": float(shown["scores"][j]),
+                "outlined_fraction": float(np.mean(outline)),
+                **analysis.sample_record(report.render_split, shown["positions"][j],
+                                         baseline_bins)})
     page = Page(
         "Patterns the model has learned",
         "<p>Each row shows one pattern (a concept) the model has learned, with the real "

@@ -50,7 +50,7 @@ def read_secret(folder: str | os.PathLike[str]) -> bytes | None:
     """The naming secret of the study ``folder`` (an earlier export), or ``None``.
 
     ``None`` where the folder, its :data:`NAMES_RECORD` or a well-formed secret in it
-    is missing (an export by an older version, or none at all): the caller then
+    is missing (no earlier export, or one without a secret): the caller then
     draws a new secret, and the image names change.
     """
     path = Path(folder) / NAMES_RECORD

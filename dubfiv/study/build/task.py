@@ -28,14 +28,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dubfiv.rundir import GROUND_TRUTH_REPORT
-from dubfiv.study.content import Attribute, PredictionTask, StudyImage
 from dubfiv.study.build.material import (
     MaterialError,
     RenderSettings,
     cell_path,
     save_cell,
-    scene_of,
 )
+from dubfiv.study.content import Attribute, PredictionTask, StudyImage
 
 if TYPE_CHECKING:
     from dubfiv.analysis import Analysis
@@ -172,28 +171,25 @@ def prediction_tasks(analysis: Analysis, folder: Path, n_tasks: int, seed: int,
         raise MaterialError(f"n_tasks {n_tasks}: the test sample has {len(data)} images; "
                             f"choose 1 to {len(data)} tasks", parameter="n_tasks")
     positions = select_prediction_tasks(data.logits, data.labels, n_tasks, seed)
-    indices = data.indices[positions]
-    images = analysis.images(data.split, indices)
-    dataset = analysis.open(data.split)
+    images = analysis.images(data.split, data.indices[positions])
     tasks, records = [], []
     width_digits = max(2, len(str(len(positions))))
-    for i, (position, index) in enumerate(zip(positions, indices, strict=True)):
+    for i, position in enumerate(positions):
         key = f"task{i + 1:0{width_digits}d}"
         rel = cell_path(namer, f"tasks/{key}")
         width, height = save_cell(images[i], folder / rel, settings)
-        logit = float(data.logits[position])
-        true_label = settings.class_names[int(data.labels[position] > 0.5)]
+        image = analysis.sample_record(data.split, position)
+        logit = image["logit"]
+        true_label = settings.class_names[int(image["label"] > 0.5)]
         task = PredictionTask(key, StudyImage(rel, alt=f"Image {i + 1}", width=width,
                                               height=height), logit, true_label)
         tasks.append(task)
         prediction = settings.class_names[int(logit > 0)]
         records.append({"key": key, "path": rel, "image_key": f"tasks/{key}",
-                        "split": data.split, "index": int(index),
-                        "image_id": data.image_ids[position], "position": int(position),
-                        "logit": logit, "label": float(data.labels[position]),
+                        **{k: image[k] for k in ("split", "index", "image_id", "position",
+                                                 "logit", "label")},
                         "true_label": true_label, "model_prediction": prediction,
-                        "model_correct": prediction == true_label,
-                        "scene": scene_of(dataset, int(index))})
+                        "model_correct": prediction == true_label, "scene": image["scene"]})
     predicted = [r["model_prediction"] for r in records]
     record = {
         "split": data.split, "n_tasks": len(tasks), "seed": seed,

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dubfiv.errors import ParameterError
-from dubfiv.study.content import Attribute, CheckQuestion, GridLayout, Page, StudyImage
 from dubfiv.study.build.material import RenderSettings, cell_path, save_cell
+from dubfiv.study.content import Attribute, CheckQuestion, GridLayout, Page, StudyImage
 
 if TYPE_CHECKING:
     from dubfiv.study.build.names import ImageNamer

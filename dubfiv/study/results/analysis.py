@@ -3,7 +3,7 @@
 Input: the CSV as Qualtrics exports it (:mod:`dubfiv.study.results.responses`: three
 header rows, numeric values or choice texts; empty cells and ``-99`` are
 missing answers). Columns are found by export tag, else by import id
-(:func:`dubfiv.study.qsf.writer.response_layout`):
+(:func:`dubfiv.study.qsf.columns.response_layout`):
 
 =========================  =======================  ============================================
 column (row 1)             import id (row 3)        value

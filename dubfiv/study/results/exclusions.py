@@ -41,6 +41,7 @@ from typing import Any
 
 from dubfiv.study.content import Study
 from dubfiv.study.qsf.columns import Column, ResponseLayout
+from dubfiv.study.qsf.reader import TAG_DEVICE
 from dubfiv.study.results.responses import (
     Responses,
     ResultsError,
@@ -85,7 +86,6 @@ PROLIFIC_PID = Column("PROLIFIC_PID", "PROLIFIC_PID")
 START_DATE = Column("StartDate", "startDate")
 RECORDED_DATE = Column("RecordedDate", "recordedDate")
 DURATION = Column("Duration (in seconds)", "duration")
-DEVICE_TAG = "device"
 
 # Qualtrics' Status: numeric codes and their texts; 0 (IP Address) and 4 (Imported) stay.
 _SKIP_STATUS = frozenset({
@@ -155,7 +155,7 @@ def apply_exclusions(study: Study, responses: Responses, layout: ResponseLayout,
     """Apply :data:`RULES` to every row of ``responses`` (see the module docstring).
 
     ``layout`` holds the survey's columns (consent, condition, checks, device;
-    :func:`dubfiv.study.qsf.writer.response_layout`).
+    :func:`dubfiv.study.qsf.columns.response_layout`).
     """
     config = config or ExclusionConfig()
     if config.min_duration_s is None:
@@ -176,10 +176,10 @@ def apply_exclusions(study: Study, responses: Responses, layout: ResponseLayout,
                 (STATUS, CHANNEL, PROLIFIC_PID, START_DATE, RECORDED_DATE, DURATION,
                  RESPONSE_ID)}
     devices = list(study.device_choices) if layout.device is not None else []
-    optional[DEVICE_TAG] = responses.find(layout.device) if layout.device is not None else None
+    optional[TAG_DEVICE] = responses.find(layout.device) if layout.device is not None else None
     notes = []
-    if devices and optional[DEVICE_TAG] is None:
-        notes.append(f"no {DEVICE_TAG} column: rule 'wrong_device' not applied")
+    if devices and optional[TAG_DEVICE] is None:
+        notes.append(f"no {TAG_DEVICE} column: rule 'wrong_device' not applied")
     for tag, rule in (("PROLIFIC_PID", "duplicate"), ("Duration (in seconds)", "too_fast")):
         if optional[tag] is None:
             notes.append(f"no {tag} column: rule {rule!r} not applied")
@@ -206,7 +206,7 @@ def apply_exclusions(study: Study, responses: Responses, layout: ResponseLayout,
         if agreed == 1 or (agreed is None and _finished(cell(row, "Finished"))):
             reasons[r] = "declined"
             continue
-        device = (choice(cell(row, DEVICE_TAG), devices, f"{where(r)}, column {DEVICE_TAG}")
+        device = (choice(cell(row, TAG_DEVICE), devices, f"{where(r)}, column {TAG_DEVICE}")
                   if devices else None)
         if device is not None and device != 0:
             reasons[r] = "wrong_device"

@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 
 from dubfiv.study.content import Study
+from dubfiv.study.qsf.reader import TAG_DEVICE
 from dubfiv.study.results.condition_effect import (
     ParticipantAccuracy,
     cluster_robust_logit,
     default_reference,
 )
-from dubfiv.study.results.exclusions import DEVICE_TAG
 from dubfiv.study.results.responses import ResultsError
 
 __all__ = [
@@ -172,7 +172,7 @@ def simulate(study: Study, config: SimulationConfig | None = None) -> Simulation
             for chk in study.checks:
                 row[chk.tag] = str(chk.correct)
             if study.device_choices:
-                row[DEVICE_TAG] = "1"
+                row[TAG_DEVICE] = "1"
             outcomes = []
             for i, attr in enumerate(study.attributes, start=1):
                 if attr.relevant is None:

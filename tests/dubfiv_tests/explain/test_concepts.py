@@ -12,6 +12,7 @@ import torch
 
 from dubfiv.explain.concept_report import ConceptInputs, explain_concepts
 from dubfiv.explain.concepts import (
+    NoConceptLayerError,
     collect_activations,
     concept_derivatives,
     concept_layer,
@@ -116,7 +117,7 @@ def test_concept_layer_is_the_last_1x1_conv_at_a_resolution(tiny_model: Callable
     assert concept_layer(infos, head_layer=11, resolution=8) == 5
     assert concept_layer(infos, head_layer=11, resolution=4) == 10
     assert concept_layer(infos, head_layer=16, resolution=4) == 13
-    with pytest.raises(ValueError, match=r"resolutions available: \[4, 8\]"):
+    with pytest.raises(NoConceptLayerError, match=r"resolutions available: \[4, 8\]"):
         concept_layer(infos, head_layer=11, resolution=2)
 
 

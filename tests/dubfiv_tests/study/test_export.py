@@ -32,12 +32,13 @@ from dubfiv.study.build.export import (
     ExportError,
     ExportResult,
     export_user_study,
-    replace_image_urls,
 )
 from dubfiv.study.build.names import NAMES_RECORD
 from dubfiv.study.build.task import answer_attributes, read_ground_truth, select_prediction_tasks
 from dubfiv.study.content import Study, default_attributes
-from dubfiv.study.qsf.reader import read_qsf, validate_qsf
+from dubfiv.study.qsf.image_urls import replace_image_urls
+from dubfiv.study.qsf.reader import QsfError, read_qsf
+from dubfiv.study.qsf.validate import validate_qsf
 from two4two.scene_parameters import load_jsonl
 
 BASE = "https://example.org/exported%20study/v1"
@@ -646,7 +647,7 @@ def test_swapping_image_urls(exported: ExportResult) -> None:
     assert sorted(parse_qsf(swapped).image_urls) == sorted(library.values())
     assert BASE not in json.dumps(swapped)
     assert json.loads((exported.output / "study.qsf").read_text()) == qsf  # input untouched
-    with pytest.raises(ExportError, match="no new URL for 1 image"):
+    with pytest.raises(QsfError, match="no new URL for 1 image"):
         replace_image_urls(qsf, dict(list(library.items())[1:]))
 
 

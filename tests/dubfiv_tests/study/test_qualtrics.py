@@ -18,9 +18,9 @@ from dubfiv.study.qsf.reader import (
     QsfError,
     parse_qsf,
     read_qsf,
-    validate_qsf,
     written_by_dubfiv,
 )
+from dubfiv.study.qsf.validate import validate_qsf
 from dubfiv.study.qsf.writer import build_qsf, check_base_url, write_qsf
 
 BASE_URL = "https://example.org/studies/fake"  # as in conftest.py

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dubfiv.study.build.duration import Timing, estimate, page_seconds
+from dubfiv.study.build.duration import Timing, estimate, page_seconds, settle_consent
 from dubfiv.study.build.material import RenderSettings
 from dubfiv.study.build.names import ImageNamer, NamingError
 from dubfiv.study.build.preview import render_preview
@@ -29,6 +29,7 @@ from dubfiv.study.build.tutorial import (
 )
 from dubfiv.study.content import (
     PredictionTask,
+    Study,
     StudyImage,
     default_attributes,
 )
@@ -284,3 +285,18 @@ def test_preview_has_tutorial_checks_and_hides_answers(full_study_dir) -> None:
 
     again = Study.from_dict(json.loads(json.dumps(study.to_dict())))
     assert again == study and again.comprehension_page == study.comprehension_page
+
+
+@pytest.mark.parametrize("timing_scale", [1.0, 7.3])
+def test_the_consent_names_the_minutes_estimated_with_it(
+        full_study_dir: tuple[Study, Path], timing_scale: float) -> None:
+    """settle_consent: the minutes in the consent are the estimate of the survey with that
+    very consent text (its words are read too), for short and long surveys."""
+    study, _ = full_study_dir
+    slow = Timing(**{f: getattr(Timing(), f) * timing_scale
+                     for f in Timing.__dataclass_fields__})
+    duration = settle_consent(study, tutorial=True, attention_checks=True, timing=slow)
+    assert study.estimated_minutes == duration.minutes == estimate(study, slow).minutes
+    assert f"about <b>{duration.minutes} minutes</b>" in study.consent_text
+    study.consent_text = "<p>short</p>"  # a different text is estimated differently
+    assert estimate(study, slow).to_dict() != duration.to_dict()
