@@ -1,9 +1,12 @@
 """Shared pieces of the command-line tools: one-line errors, flag names and exit codes.
 
-Library messages name the parameter at fault in backticks (`` `dataset_dir` ``,
-see ``docs/runs.md``, "Errors"); a command words them with its own flags:
-:func:`flags_of` maps each parameter to the flag that sets it, and :func:`fail`
-rewrites the message with that map before printing it.
+Library messages name the parameter at fault (``docs/runs.md``, "Errors"): in
+backticks (`` `dataset_dir` ``), or as the leading word of a
+:class:`~dubfiv.errors.ParameterError` whose ``parameter`` is that name. Every
+command words them with its own flags the same way: :func:`flags_of` maps each
+parameter to the flag that sets it, and :func:`flag_message` (called by
+:func:`fail`, and so by :func:`guarded` and :func:`run_main`) rewrites the message
+with that map.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
-__all__ = ["RUN_RENAMES", "OneLineParser", "error_bases", "fail", "flags_of", "guarded",
-           "in_flags", "run_main"]
+__all__ = ["RUN_RENAMES", "OneLineParser", "error_bases", "fail", "flag_message", "flags_of",
+           "guarded", "in_flags", "run_main"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -51,14 +54,35 @@ def in_flags(text: str, flags: Mapping[str, str] | None) -> str:
     return _PARAMETER.sub(lambda m: flags.get(m.group(1), m.group(0)), text)
 
 
+def flag_message(error: BaseException | str, flags: Mapping[str, str] | None) -> str:
+    """The message of ``error`` on one line, worded in a command's ``flags`` (from
+    :func:`flags_of`).
+
+    An error's ``parameter`` (:class:`~dubfiv.errors.ParameterError`) that ``flags``
+    knows becomes its flag: the message's leading parameter name is replaced by the
+    flag (``rows 0 must be ...`` -> ``--rows 0 must be ...``), or the flag is put in
+    front (``--rows: ...``) where the message does not name it; then every backticked
+    parameter is replaced (:func:`in_flags`).
+    """
+    text = " ".join(str(error).split("\n"))
+    parameter = getattr(error, "parameter", None)
+    flag = flags.get(parameter) if flags and isinstance(parameter, str) else None
+    if flag and f"`{parameter}`" not in text:
+        if re.match(rf"{re.escape(parameter)}\b", text):
+            text = flag + text[len(parameter):]
+        else:
+            text = f"{flag}: {text}"
+    return in_flags(text, flags)
+
+
 def fail(prog: str, error: BaseException | str, status: int = 1,
          flags: Mapping[str, str] | None = None) -> int:
     """Print ``<prog>: error: <message>`` on one line to stderr; return ``status``.
 
-    ``flags`` (from :func:`flags_of`) words the library's parameter names as flags.
+    ``flags`` (from :func:`flags_of`) words the library's parameter names as flags
+    (:func:`flag_message`).
     """
-    text = in_flags(" ".join(str(error).split("\n")), flags)
-    print(f"{prog}: error: {text}", file=sys.stderr)
+    print(f"{prog}: error: {flag_message(error, flags)}", file=sys.stderr)
     return status
 
 

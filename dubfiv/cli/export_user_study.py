@@ -14,16 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dubfiv.cli import _args
-from dubfiv.cli._oneline import OneLineParser, fail, flags_of, guarded, in_flags
-from dubfiv.errors import DubfivError
-from two4two.errors import Two4TwoError
+from dubfiv.cli._oneline import OneLineParser, guarded
 
 if TYPE_CHECKING:
     from dubfiv.study.build.export import ExportResult
 
 PROG = "dubfiv_export_user_study"
 
-#: ExportConfig field -> the flag that sets it (errors name the field; we show the flag).
 FLAGS = {
     "run_dir": "--model", "output": "--output", "condition": "--condition",
     "image_base_url": "--image-base-url", "seed": "--seed", "dataset_dir": "--dataset_dir",
@@ -34,21 +31,9 @@ FLAGS = {
     "tutorial": "--no_tutorial", "tutorial_resolution": "--tutorial_resolution",
     "tutorial_samples": "--tutorial_samples", "comprehension_checks": "--comprehension_checks",
 }
-
-
-def flag_message(error: BaseException, flags: dict[str, str] | None = None) -> str:
-    """The error's message with its leading setting name (``error.parameter``) as a flag,
-    and every backticked parameter (`` `dataset_dir` ``) as its flag (``flags``: the
-    parser's :func:`~dubfiv.cli._oneline.flags_of`, :data:`FLAGS` by default)."""
-    flags = {**(flags or {}), **FLAGS}
-    text = str(error)
-    parameter = getattr(error, "parameter", None)
-    flag = flags.get(parameter or "")
-    if flag and text.startswith(parameter):
-        text = flag + text[len(parameter):]
-    elif flag:
-        text = f"{flag}: {text}"
-    return in_flags(text, flags)
+"""``ExportConfig`` field -> the flag that sets it: the renames given to
+:func:`~dubfiv.cli._oneline.guarded`, which words the export's errors (their
+``parameter`` and backticked names) as these flags."""
 
 
 def build_parser() -> OneLineParser:
@@ -150,14 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[{PROG}] {message}", file=sys.stderr)
 
     def work() -> int:
-        try:
-            result = export_user_study(config, [PROG, *argv], log)
-        except (DubfivError, Two4TwoError) as error:
-            return fail(PROG, flag_message(error, flags_of(parser)))
-        report(result)
+        report(export_user_study(config, [PROG, *argv], log))
         return 0
 
-    return guarded(PROG, parser, work)  # a failed file operation: one line, path and fix
+    return guarded(PROG, parser, work, **FLAGS)
 
 
 def report(result: ExportResult) -> None:

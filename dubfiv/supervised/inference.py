@@ -75,7 +75,6 @@ def load_supervised(directory: str | os.PathLike,
         raise CheckpointError(f"{path}: not found; `supervised_dir` must be a directory "
                               "written by dubfiv_supervised")
     run = read_checkpoint(path)
-    run["model"].to(resolve_device(device)).eval()
-    return SupervisedModel(model=run["model"], spec=run["spec"], config=run["config"],
-                           image_shape=run["image_shape"], history=run["history"],
-                           epoch=run["epoch"])
+    run.model.to(resolve_device(device)).eval()
+    return SupervisedModel(model=run.model, spec=run.spec, config=run.config,
+                           image_shape=run.image_shape, history=run.history, epoch=run.epoch)

@@ -14,7 +14,7 @@ import numpy as np
 
 from dubfiv.supervised.targets import TargetSpec
 
-__all__ = ["accuracy", "attribute_metrics", "constant_baseline", "metric_name", "r2_score"]
+__all__ = ["accuracy", "attribute_metrics", "constant_baseline", "r2_score"]
 
 
 def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -32,11 +32,6 @@ def accuracy(y_true: np.ndarray, probability: np.ndarray) -> float:
     """Share of ``(probability > 0.5) == y_true`` (labels 0/1, ``[n]``)."""
     y_true = np.asarray(y_true, dtype=np.float64)
     return float(np.mean((np.asarray(probability) > 0.5) == (y_true > 0.5)))
-
-
-def metric_name(spec: TargetSpec, index: int) -> str:
-    """``accuracy`` for binary targets, ``r2`` for continuous ones."""
-    return "accuracy" if spec.binary[index] else "r2"
 
 
 def attribute_metrics(spec: TargetSpec, true: np.ndarray, predicted: np.ndarray

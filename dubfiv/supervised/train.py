@@ -46,9 +46,11 @@ __all__ = [
     "HISTORY",
     "PLOT",
     "SupervisedConfig",
+    "SupervisedRun",
     "epoch_batches",
     "evaluate_split",
     "learning_rate",
+    "read_checkpoint",
     "train_supervised",
 ]
 
@@ -177,30 +179,74 @@ def _load_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def read_checkpoint(path: Path, check_shape: bool = False) -> dict[str, Any]:
-    """A ``dubfiv_supervised`` checkpoint as a run state: ``config``, ``spec``,
-    ``image_shape`` ``(C, H, W)``, the ``model`` with its weights (on the CPU; with
-    ``check_shape`` after a dry run at that size), ``optimizer_state``, ``epoch``, ``history``.
+@dataclasses.dataclass
+class SupervisedRun:
+    """The state of a supervised run between epochs.
+
+    Attributes:
+        config: the run's settings.
+        spec: target names and training statistics.
+        image_shape: ``(C, H, W)`` of the network's input.
+        model: the network with its current weights.
+        optimizer_state: the optimiser's ``state_dict`` (``None`` before the first epoch).
+        epoch: completed epochs.
+        history: one record per completed epoch.
+    """
+
+    config: SupervisedConfig
+    spec: TargetSpec
+    image_shape: tuple[int, int, int]
+    model: nn.Module
+    optimizer_state: dict[str, Any] | None = None
+    epoch: int = 0
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def to_checkpoint(self, optimizer_state: dict[str, Any]) -> dict[str, Any]:
+        """The checkpoint's plain dictionary (format ``dubfiv.supervised/1``) with the
+        given optimiser state."""
+        return {
+            "format": FORMAT,
+            "config": dataclasses.asdict(self.config),
+            "targets": self.spec.to_dict(),
+            "image_shape": list(self.image_shape),
+            "model_state": self.model.state_dict(),
+            "optimizer_state": optimizer_state,
+            "epoch": self.epoch,
+            "history": self.history,
+        }
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any], check_shape: bool = False
+                        ) -> SupervisedRun:
+        """The run stored in a checkpoint's dictionary (:meth:`to_checkpoint`): the model is
+        built on the CPU (with ``check_shape`` after a dry run at ``image_shape``) and
+        given the stored weights."""
+        config = SupervisedConfig(**state["config"])
+        spec = TargetSpec.from_dict(state["targets"])
+        c, h, w = (int(s) for s in state["image_shape"])
+        image_shape = (c, h, w)
+        model = build_model(config.model_name, config.model_kwargs, spec.n,
+                            image_shape if check_shape else None)
+        model.load_state_dict(state["model_state"])
+        return cls(config=config, spec=spec, image_shape=image_shape, model=model,
+                   optimizer_state=state["optimizer_state"], epoch=int(state["epoch"]),
+                   history=list(state["history"]))
+
+
+def read_checkpoint(path: Path, check_shape: bool = False) -> SupervisedRun:
+    """A ``dubfiv_supervised`` checkpoint as a :class:`SupervisedRun` (the model on the
+    CPU; with ``check_shape`` after a dry run at the stored image size).
 
     Raises:
         CheckpointError: unreadable or foreign checkpoint (the message names the path).
     """
-    state = _load_state(path)
-    config = SupervisedConfig(**state["config"])
-    spec = TargetSpec.from_dict(state["targets"])
-    image_shape = tuple(int(s) for s in state["image_shape"])
-    model = build_model(config.model_name, config.model_kwargs, spec.n,
-                        image_shape if check_shape else None)  # type: ignore[arg-type]
-    model.load_state_dict(state["model_state"])
-    return {"config": config, "spec": spec, "image_shape": image_shape, "model": model,
-            "optimizer_state": state["optimizer_state"], "epoch": int(state["epoch"]),
-            "history": list(state["history"])}
+    return SupervisedRun.from_checkpoint(_load_state(path), check_shape)
 
 
 # --------------------------------------------------------------------------- training
 
 
-def _start(config: SupervisedConfig) -> dict[str, Any]:
+def _start(config: SupervisedConfig) -> SupervisedRun:
     """A fresh training state (epoch 0)."""
     from two4two.pytorch import Two4Two
 
@@ -208,16 +254,16 @@ def _start(config: SupervisedConfig) -> dict[str, Any]:
     train = _open(config, "train", ["obj_name"])
     assert isinstance(train, Two4Two)
     spec = fit_target_spec(train.params)
-    image_shape = tuple(int(s) for s in train[0][0].shape)
+    c, h, w = (int(s) for s in train[0][0].shape)
     if config.image_size is not None:
-        image_shape = (image_shape[0], config.image_size, config.image_size)
+        h = w = config.image_size
+    image_shape = (c, h, w)
     torch.manual_seed(config.seed)
     model = build_model(config.model_name, config.model_kwargs, spec.n, image_shape)
-    return {"config": config, "spec": spec, "image_shape": image_shape, "model": model,
-            "optimizer_state": None, "epoch": 0, "history": []}
+    return SupervisedRun(config=config, spec=spec, image_shape=image_shape, model=model)
 
 
-def _resume(output_dir: Path) -> dict[str, Any]:
+def _resume(output_dir: Path) -> SupervisedRun:
     path = output_dir / CHECKPOINT
     if not path.is_file():
         raise SupervisedError(f"{path}: no checkpoint to resume from; start a new run without "
@@ -225,19 +271,10 @@ def _resume(output_dir: Path) -> dict[str, Any]:
     return read_checkpoint(path, check_shape=True)
 
 
-def _save(output_dir: Path, run: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
+def _save(output_dir: Path, run: SupervisedRun, optimizer: torch.optim.Optimizer) -> None:
     from dubfiv.checkpoint import save_checkpoint
 
-    save_checkpoint({
-        "format": FORMAT,
-        "config": dataclasses.asdict(run["config"]),
-        "targets": run["spec"].to_dict(),
-        "image_shape": list(run["image_shape"]),
-        "model_state": run["model"].state_dict(),
-        "optimizer_state": optimizer.state_dict(),
-        "epoch": run["epoch"],
-        "history": run["history"],
-    }, output_dir / CHECKPOINT)
+    save_checkpoint(run.to_checkpoint(optimizer.state_dict()), output_dir / CHECKPOINT)
 
 
 def train_supervised(
@@ -284,18 +321,18 @@ def train_supervised(
             raise SupervisedError(f"{output_dir} already holds a supervised run; continue it "
                                   "with `resume` or choose another `output_dir`")
         run = _start(config)
-    config, spec = run["config"], run["spec"]
-    model: nn.Module = run["model"].to(target)
+    config, spec = run.config, run.spec
+    model = run.model.to(target)
     names = list(spec.names)
     train = _open(config, "train", names)
     validation = _open(config, "validation", names)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
-    if run["optimizer_state"] is not None:
-        optimizer.load_state_dict(run["optimizer_state"])
+    if run.optimizer_state is not None:
+        optimizer.load_state_dict(run.optimizer_state)
     output_dir.mkdir(parents=True, exist_ok=True)
     baseline = constant_baseline(spec, scene_values(validation.params, names))
-    size = tuple(run["image_shape"][1:])
+    size = run.image_shape[1:]
     n = len(train)
     steps_per_epoch = len(epoch_batches(config.seed, 0, n, config.batch_size))
     total_steps = steps_per_epoch * config.num_epochs
@@ -303,12 +340,12 @@ def train_supervised(
     def write_history(extra: dict[str, Any] | None = None) -> None:
         _write_json(output_dir / HISTORY, {
             "config": dataclasses.asdict(config), "targets": spec.to_dict(),
-            "baseline_validation": baseline, "epochs": run["history"], **(extra or {})})
-        plot_history(run["history"], baseline, spec, output_dir / PLOT)
+            "baseline_validation": baseline, "epochs": run.history, **(extra or {})})
+        plot_history(run.history, baseline, spec, output_dir / PLOT)
 
     last = config.num_epochs if stop_after_epochs is None \
         else min(config.num_epochs, stop_after_epochs)
-    for epoch in range(run["epoch"], last):
+    for epoch in range(run.epoch, last):
         start = time.time()
         torch.manual_seed(step_seed(config.seed, epoch, STREAM_SUPERVISED))
         model.train()
@@ -333,14 +370,14 @@ def train_supervised(
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
         metrics, val_loss = evaluate_split(model, spec, validation, target, size,
                                            num_workers=config.num_workers)
-        run["history"].append({"epoch": epoch + 1, "train_loss": loss_sum / seen,
+        run.history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen,
                                "validation_loss": val_loss, **metrics,
                                "seconds": time.time() - start})
-        run["epoch"] = epoch + 1
-        if run["epoch"] % config.ckpt_freq == 0 or run["epoch"] in (last, config.num_epochs):
+        run.epoch = epoch + 1
+        if run.epoch % config.ckpt_freq == 0 or run.epoch in (last, config.num_epochs):
             _save(output_dir, run, optimizer)
         write_history()
-    if run["epoch"] == config.num_epochs and _split_exists(config, "test"):
+    if run.epoch == config.num_epochs and _split_exists(config, "test"):
         test = _open(config, "test", names)
         test_metrics, test_loss = evaluate_split(model, spec, test, target, size,
                                                  num_workers=config.num_workers)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dubfiv import rundir
 from dubfiv.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from dubfiv.config import (
     ConfigError,
@@ -29,7 +30,7 @@ from dubfiv.config import (
     validate,
 )
 from dubfiv.train import distributed as dist_utils
-from dubfiv.train import rundir
+from dubfiv.train import loggers
 from dubfiv.train.errors import (
     RunLockedError,
     TrainingError,
@@ -89,12 +90,12 @@ def _run(
     stop_after_samples: int | None,
     progress: bool,
 ) -> Path:
-    rundir.check_logger_available(config.train.logger)
+    loggers.check_logger_available(config.train.logger)
     trainer = Trainer(config, context, None, amp=amp, progress=progress)
     run_dir = make_dir() if context.is_main else None
-    log = rundir.open_log(run_dir)
-    experiment_logger = rundir.make_experiment_logger(config.train.logger, run_dir,
-                                                      to_dict(config))
+    log = loggers.open_log(run_dir)
+    experiment_logger = loggers.make_experiment_logger(config.train.logger, run_dir,
+                                                       to_dict(config))
     trainer.run_dir, trainer.log, trainer.experiment_logger = run_dir, log, experiment_logger
     try:
         if run_dir is not None:
@@ -118,7 +119,7 @@ def _run(
         raise
     finally:
         experiment_logger.close()
-        rundir.close_log(log)
+        loggers.close_log(log)
     return run_dir if run_dir is not None else Path()
 
 
@@ -157,7 +158,8 @@ def train(
     with contextlib.ExitStack() as stack:
 
         def make_dir() -> Path:
-            run_dir = rundir.make_run_dir(output_base_dir, config.marker)
+            run_dir = rundir.make_run_dir(output_base_dir, config.marker,
+                                           error=TrainingError)
             stack.enter_context(_lock(run_dir))
             rundir.copy_configs(run_dir, config_files)
             save_experiment(config, run_dir / rundir.EXPERIMENT)

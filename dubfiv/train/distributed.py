@@ -25,7 +25,6 @@ __all__ = [
     "all_reduce_min_max",
     "all_reduce_sum",
     "barrier",
-    "broadcast_object",
     "setup",
     "teardown",
     "wrap_ddp",
@@ -101,15 +100,6 @@ def barrier(context: DistContext) -> None:
     """Wait for all processes (no-op for one process)."""
     if context.distributed:
         dist.barrier()
-
-
-def broadcast_object(value: object, context: DistContext) -> object:
-    """Rank 0's ``value`` on every process."""
-    if not context.distributed:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def wrap_ddp(module: torch.nn.Module, context: DistContext) -> torch.nn.Module | None:

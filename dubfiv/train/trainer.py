@@ -50,9 +50,9 @@ from dubfiv.train.errors import (
     TrainingStopped,
 )
 from dubfiv.train.evaluate import evaluation_sums, sums_to_record
+from dubfiv.train.loggers import ExperimentLogger
 from dubfiv.train.model import build_model, check_inverse, make_optimizer
 from dubfiv.train.plots import plot_history, save_image_grid
-from dubfiv.train.rundir import ExperimentLogger
 from dubfiv.train.signals import Control, StopSignals, signal_name
 
 __all__ = ["CHECKPOINT_FORMAT", "INVERSE_TOLERANCE", "Trainer"]

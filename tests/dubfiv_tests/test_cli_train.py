@@ -129,3 +129,23 @@ def test_console_entry_point_help() -> None:
     result = subprocess.run([sys.executable, "-m", "dubfiv.cli.train", "--help"],
                             capture_output=True, text=True, check=False, timeout=120)
     assert result.returncode == 0 and "--resume" in result.stdout and "torchrun" in result.stdout
+
+
+def test_library_errors_are_worded_as_flags_one_way(capsys: pytest.CaptureFixture) -> None:
+    """A backticked parameter and a ``ParameterError.parameter`` become the command's flag
+    through the one function every command uses."""
+    from dubfiv.cli._oneline import fail, flag_message, flags_of
+    from dubfiv.cli.train import build_parser
+    from dubfiv.errors import ParameterError
+
+    flags = flags_of(build_parser(), run_dir="--resume")
+    assert flag_message(ParameterError("`dataset_dir` x: folder not found"), flags) == (
+        "--dataset_dir x: folder not found")
+    assert flag_message(ParameterError("run_dir x: not found", "run_dir"), flags) == (
+        "--resume x: not found")
+    assert flag_message(ParameterError("folder not\nfound", "dataset_dir"), flags) == (
+        "--dataset_dir: folder not found")
+    assert flag_message(ParameterError("`run_dir` x", "run_dir"), flags) == "--resume x"
+    assert flag_message(ParameterError("unknown 1", "unknown"), flags) == "unknown 1"
+    assert fail("dubfiv_train", ParameterError("amp off", "amp"), flags=flags) == 1
+    _one_line_error(capsys, "dubfiv_train: error: --amp off")

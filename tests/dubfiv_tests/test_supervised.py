@@ -166,6 +166,34 @@ def test_trained_model_beats_a_constant_predictor_on_held_out_data(
     assert (small_supervised / "metrics.png").stat().st_size > 1000
 
 
+def test_run_state_round_trips_through_the_checkpoint_format(tmp_path: Path) -> None:
+    """The trainer's typed state is stored as the plain dict of ``dubfiv.supervised/1``
+    and read back with the same field values and types."""
+    from dubfiv.checkpoint import save_checkpoint
+    from dubfiv.supervised.train import FORMAT, SupervisedRun, read_checkpoint
+
+    config = SupervisedConfig(dataset="d", model_kwargs={"width_mult": 0.25}, image_size=32)
+    spec = TargetSpec(("obj_name", "bg_color"), (True, False), (0.5, 0.2), (1.0, 0.1))
+    torch.manual_seed(0)
+    model = build_model(config.model_name, config.model_kwargs, spec.n, (3, 32, 32))
+    run = SupervisedRun(config=config, spec=spec, image_shape=(3, 32, 32), model=model,
+                        epoch=2, history=[{"epoch": 1}, {"epoch": 2}])
+    optimizer = torch.optim.AdamW(model.parameters())
+    stored = run.to_checkpoint(optimizer.state_dict())
+    assert set(stored) == {"format", "config", "targets", "image_shape", "model_state",
+                           "optimizer_state", "epoch", "history"}
+    assert stored["format"] == FORMAT and stored["image_shape"] == [3, 32, 32]
+    assert isinstance(stored["config"], dict) and isinstance(stored["targets"], dict)
+    save_checkpoint(stored, tmp_path / "checkpoint.pt")
+    back = read_checkpoint(tmp_path / "checkpoint.pt", check_shape=True)
+    assert isinstance(back, SupervisedRun)
+    assert (back.config, back.spec, back.image_shape, back.epoch, back.history) == (
+        config, spec, (3, 32, 32), 2, run.history)
+    assert back.optimizer_state is not None and "param_groups" in back.optimizer_state
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(back.model.state_dict()[key], value, rtol=0, atol=0)
+
+
 def test_resume_continues_exactly_like_an_uninterrupted_run(
         small_dataset: Path, tmp_path: Path) -> None:
     """Two epochs straight vs one epoch, stop, resume through the CLI: same weights and the

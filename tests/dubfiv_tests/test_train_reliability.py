@@ -451,14 +451,14 @@ def test_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_last_one(
 
 def test_the_log_stays_quiet_on_a_full_disk(tmp_path: Path,
                                             capsys: pytest.CaptureFixture) -> None:
-    from dubfiv.train import rundir
+    from dubfiv.train import loggers
 
     with mount_small_disk(tmp_path / "disk", 256) as disk:
-        log = rundir.open_log(disk.path, name="dubfiv.test_full_log")
+        log = loggers.open_log(disk.path, name="dubfiv.test_full_log")
         disk.fill()
         for i in range(2000):
             log.info("line %d of a long training log that no longer fits on the disk", i)
-        rundir.close_log(log)
+        loggers.close_log(log)
     assert capsys.readouterr().err == ""
 
 

@@ -1,7 +1,7 @@
-"""Training's side of the run folder: the log file and optional experiment loggers.
+"""Training's logs: the run folder's ``train.log`` and the optional experiment loggers
+(``train.logger``: none, tensorboard or wandb).
 
-The layout itself (where the checkpoint, the experiment TOML, the images ... live)
-is :mod:`dubfiv.rundir` (``docs/runs.md``); its names are re-exported here.
+The run folder's layout is :mod:`dubfiv.rundir` (``docs/runs.md``).
 """
 
 from __future__ import annotations
@@ -12,30 +12,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dubfiv import rundir as layout
-from dubfiv.rundir import CHECKPOINT, EXPERIMENT, IMAGES, LOG, copy_configs, time_tag
+from dubfiv.rundir import LOG
 from dubfiv.train.errors import TrainingError
 
 __all__ = [
-    "CHECKPOINT",
-    "EXPERIMENT",
-    "IMAGES",
-    "LOG",
     "ExperimentLogger",
     "QuietFileHandler",
     "check_logger_available",
     "close_log",
-    "copy_configs",
     "make_experiment_logger",
-    "make_run_dir",
     "open_log",
-    "time_tag",
 ]
-
-
-def make_run_dir(output_base_dir: str | Path, marker: str) -> Path:
-    """:func:`dubfiv.rundir.make_run_dir`, failing with :class:`TrainingError`."""
-    return layout.make_run_dir(output_base_dir, marker, error=TrainingError)
 
 
 class QuietFileHandler(logging.FileHandler):
