@@ -27,7 +27,7 @@ from dubfiv.config import ExperimentConfig, load_experiment
 from dubfiv.errors import DubfivError
 
 if TYPE_CHECKING:
-    from dubfiv.study.build.export import ExportConfig
+    from dubfiv.study.build.export_config import ExportConfig
 
 __all__ = ["QuickstartConfig", "QuickstartError", "QuickstartResult", "run_quickstart"]
 
@@ -178,7 +178,8 @@ def _ground_truth(config: QuickstartConfig, run_dir: Path, dataset: Path,
 def _export(config: QuickstartConfig, run_dir: Path, dataset: Path, ground_truth: Path,
             log: Callable[[str], None]) -> tuple[Path, str]:
     from dubfiv.runs import find_checkpoint
-    from dubfiv.study.build.export import ExportConfig, export_user_study
+    from dubfiv.study.build.export import export_user_study
+    from dubfiv.study.build.export_config import ExportConfig
 
     study = (config.output / "user_study").absolute()
     export = ExportConfig(run_dir=run_dir, output=study, seed=config.seed,

@@ -18,7 +18,7 @@ from PIL import Image
 from dubfiv.cli.quickstart import main
 from dubfiv.quickstart import QuickstartConfig, run_quickstart
 from dubfiv.study.build.bundle import verify_manifest
-from dubfiv.study.build.export import PLACEHOLDER_BASE_URL
+from dubfiv.study.build.export_config import PLACEHOLDER_BASE_URL
 from dubfiv.study.qsf.reader import read_qsf
 from dubfiv.study.qsf.validate import validate_qsf
 
@@ -96,7 +96,7 @@ def test_changed_export_settings_are_not_reused(quickstart: Path) -> None:
     import dataclasses
 
     from dubfiv.quickstart import _same_export_settings
-    from dubfiv.study.build.export import ExportConfig
+    from dubfiv.study.build.export_config import ExportConfig
 
     study = quickstart / "user_study"
     stored = json.loads((study / "export.json").read_text())["config"]

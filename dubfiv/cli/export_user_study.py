@@ -17,7 +17,7 @@ from dubfiv.cli import _args
 from dubfiv.cli._oneline import OneLineParser, guarded
 
 if TYPE_CHECKING:
-    from dubfiv.study.build.export import ExportResult
+    from dubfiv.study.build.export_config import ExportResult
 
 PROG = "dubfiv_export_user_study"
 
@@ -37,7 +37,7 @@ FLAGS = {
 
 
 def build_parser() -> OneLineParser:
-    from dubfiv.study.build.export import (
+    from dubfiv.study.build.export_config import (
         CONDITION_CHOICES,
         DEFAULT_OUTPUT_NAME,
         PLACEHOLDER_BASE_URL,
@@ -117,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    from dubfiv.study.build.export import ExportConfig, export_user_study
+    from dubfiv.study.build.export import export_user_study
+    from dubfiv.study.build.export_config import ExportConfig
 
     config = ExportConfig(
         run_dir=args.model, output=args.output, condition=args.condition,

@@ -75,7 +75,8 @@ class Baseline:
     """A logit-binned grid of real images, ``R`` rows by ``K = 5`` bins.
 
     Attributes:
-        positions: ``[R, K]`` positions into the split sample (:class:`SplitData`).
+        positions: ``[R, K]`` positions into the split sample
+            (:class:`~dubfiv.explain.cache.SplitData`).
         indices: ``[R, K]`` dataset indices.
         image_ids: ``R x K`` scene ids.
         logits: ``[R, K]`` the images' logits.

@@ -56,8 +56,6 @@ from dubfiv.rundir import experiment_beside
 from dubfiv.study.build.bundle import BundleError, build_atomically, write_manifest
 from dubfiv.study.build.duration import Estimate, settle_consent
 from dubfiv.study.build.export_config import (
-    CONDITION_CHOICES,
-    DEFAULT_OUTPUT_NAME,
     PLACEHOLDER_BASE_URL,
     ExportConfig,
     ExportError,
@@ -99,16 +97,10 @@ if TYPE_CHECKING:
     from dubfiv.analysis import Analysis
 
 __all__ = [
-    "CONDITION_CHOICES",
-    "DEFAULT_OUTPUT_NAME",
-    "PLACEHOLDER_BASE_URL",
-    "ExportConfig",
-    "ExportError",
-    "ExportResult",
+    "EXPORT_JSON",
     "asked_attributes",
     "check_public_folder",
     "export_user_study",
-    "preflight",
 ]
 
 EXPORT_JSON = "export.json"

@@ -9,7 +9,7 @@ import pytest
 
 from dubfiv.errors import ParameterError
 from dubfiv.explain.settings import ExplanationSettings
-from dubfiv.study.build.export import ExportConfig
+from dubfiv.study.build.export_config import ExportConfig
 from dubfiv.workflow.figures import FigureOptions
 
 

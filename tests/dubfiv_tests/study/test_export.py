@@ -26,12 +26,12 @@ from PIL import Image
 import dubfiv
 from dubfiv.cli.export_user_study import main
 from dubfiv.study.build.bundle import MANIFEST, verify_manifest
-from dubfiv.study.build.export import (
+from dubfiv.study.build.export import export_user_study
+from dubfiv.study.build.export_config import (
     PLACEHOLDER_BASE_URL,
     ExportConfig,
     ExportError,
     ExportResult,
-    export_user_study,
 )
 from dubfiv.study.build.names import NAMES_RECORD
 from dubfiv.study.build.task import answer_attributes, read_ground_truth, select_prediction_tasks
