@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Final
 
 import torch
 import torch.nn.functional as F
@@ -11,9 +12,17 @@ from torch import Tensor
 
 from dubfiv.errors import ParameterError
 
-__all__ = ["bits_per_dim", "gaussian_log_prob", "head_bce", "noisy_labels"]
+__all__ = ["PIXEL_BIN_WIDTH", "PIXEL_LEVELS", "bits_per_dim", "gaussian_log_prob", "head_bce"]
 
 _LOG_2PI = math.log(2 * math.pi)
+
+PIXEL_LEVELS: Final = 255
+"""The data's scaling: :func:`dubfiv.data.to_unit` maps an 8-bit value ``k`` to
+``k / PIXEL_LEVELS`` in [0, 1] (a test keeps the two in step)."""
+
+PIXEL_BIN_WIDTH: Final = 1.0 / PIXEL_LEVELS
+"""Distance between adjacent 8-bit values in the model's input units: the width of
+the bin whose probability bits/dim reports (``docs/flow.md``, "Bits per dimension")."""
 
 
 def gaussian_log_prob(x: Tensor) -> Tensor:
@@ -28,12 +37,17 @@ def bits_per_dim(
     zs: Mapping[int, Tensor] | Iterable[Tensor],
     logdet: Tensor,
     n_dims: int,
+    bin_width: float = PIXEL_BIN_WIDTH,
 ) -> Tensor:
     """Negative log-likelihood of dequantised 8-bit images in bits per dimension.
 
-    ``nll = -(log N(h) + sum_z log N(z)) - logdet + n_dims * log(256)``, divided
-    by ``n_dims * ln 2``. The ``log(256)`` term converts the density of images
-    scaled to [0, 1] to the probability of a 1/256-wide bin.
+    ``nll = -(log N(h) + sum_z log N(z)) - logdet - n_dims * log(bin_width)``,
+    divided by ``n_dims * ln 2``. The last term turns the density of the
+    dequantised image into the probability of its bins, each ``bin_width`` wide
+    per dimension: the data's bin width 1/255 (:data:`PIXEL_BIN_WIDTH`) adds
+    ``log2(255)`` bits per dimension, as the paper's code does; ``bin_width =
+    1/256`` gives the other common convention, ``log2(256/255)`` = 0.00565
+    bits/dim higher.
 
     Args:
         h: final flow output ``[B, ...]``.
@@ -41,6 +55,10 @@ def bits_per_dim(
             iterable of ``[B, ...]`` tensors).
         logdet: ``[B]``, summed log|det J| of the flow (nats).
         n_dims: dimensions of one image, ``C * H * W``.
+        bin_width: width of one quantisation bin in the input's units (> 0).
+
+    Raises:
+        ValueError: the latents do not add up to ``n_dims``, or ``bin_width <= 0``.
 
     Returns:
         ``[B]`` bits per dimension.
@@ -53,43 +71,16 @@ def bits_per_dim(
         n_latent += z[0].numel()
     if n_latent != n_dims:
         raise ValueError(f"latents have {n_latent} dimensions per sample, n_dims is {n_dims}")
-    nll = -log_prob - logdet + n_dims * math.log(256.0)
+    if not bin_width > 0:
+        raise ParameterError(f"`bin_width` must be positive, got {bin_width}", "bin_width")
+    nll = -log_prob - logdet - n_dims * math.log(bin_width)
     return nll / (n_dims * math.log(2.0))
 
 
-def noisy_labels(
-    labels: Tensor, label_noise: float, generator: torch.Generator | None = None
-) -> Tensor:
-    """Replace each label by a random bit with probability ``label_noise``.
+def head_bce(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean binary cross-entropy of a head's ``logits`` ``[B]`` against ``labels`` ``[B]``
+    (0/1, any dtype; label noise is applied before, :func:`dubfiv.data.apply_label_noise`).
 
-    Args:
-        labels: ``[B]`` binary labels (0/1, any dtype).
-        label_noise: probability in [0, 1].
-        generator: optional generator on ``labels``' device.
-
-    Returns:
-        ``[B]`` float labels.
+    Returns a scalar (nats per sample).
     """
-    if not 0.0 <= label_noise <= 1.0:
-        raise ParameterError(f"`label_noise` must be in [0, 1], got {label_noise}")
-    labels = labels.float()
-    if label_noise == 0.0:
-        return labels
-    replace = torch.rand(labels.shape, generator=generator, device=labels.device) < label_noise
-    bits = torch.randint(0, 2, labels.shape, generator=generator, device=labels.device).float()
-    return torch.where(replace, bits, labels)
-
-
-def head_bce(
-    logits: Tensor,
-    labels: Tensor,
-    label_noise: float = 0.0,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Mean binary cross-entropy of a head's ``logits`` ``[B]`` against ``labels`` ``[B]``.
-
-    With ``label_noise > 0`` each label is first replaced by a random bit with
-    that probability (:func:`noisy_labels`). Returns a scalar (nats per sample).
-    """
-    targets = noisy_labels(labels, label_noise, generator).to(logits.dtype)
-    return F.binary_cross_entropy_with_logits(logits, targets)
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Iterable, Mapping
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
 from dubfiv.flow.actnorm import ActNorm
 from dubfiv.flow.base import FlowLayer, Shape, logdet_dtype
+from dubfiv.flow.invconv import InvConv1x1
 from dubfiv.flow.reshape import Split
 
 __all__ = ["FINAL_KEY", "FlowOutput", "SequentialFlow"]
@@ -43,6 +45,10 @@ class SequentialFlow(nn.Module):
     ``layers[i]`` is layer ``i`` of ``docs/flow.md`` (state-dict keys ``layers.i.*``).
     Parameter-free layers keep their index.
     """
+
+    fold_actnorm: bool = True
+    """Run an ActNorm and the 1x1 conv after it as one convolution in a training
+    step (:meth:`_folds_into_next`); ``False`` runs every layer on its own."""
 
     def __init__(self, layers: Iterable[nn.Module]) -> None:
         super().__init__()
@@ -83,6 +89,10 @@ class SequentialFlow(nn.Module):
             :class:`FlowOutput` with ``h`` the output of layer ``end - 1`` (``x``
             itself for an empty range), the faded-out latents, the summed
             log-determinant ``[B]`` and the captured activations.
+
+        In a training step (training mode, gradients enabled) an ActNorm and the
+        1x1 conv after it run as one convolution (the same result up to rounding)
+        unless the ActNorm's output is captured.
         """
         start, end = self._range(start, end)
         capture = set(capture)
@@ -90,16 +100,36 @@ class SequentialFlow(nn.Module):
         activations: dict[int, Tensor] = {}
         logdet = torch.zeros(x.shape[0], device=x.device, dtype=logdet_dtype(x))
         h = x
-        for i in range(start, end):
+        i = start
+        while i < end:
             layer = self.layers[i]
             if isinstance(layer, Split):
                 h, zs[i] = layer(h)
+            elif i + 1 < end and i not in capture and self._folds_into_next(i):
+                # ActNorm i folded into the 1x1 conv i + 1 (InvConv1x1.forward_affine)
+                actnorm = cast(ActNorm, layer)
+                conv = cast(InvConv1x1, self.layers[i + 1])
+                actnorm_logdet = actnorm.logdet(h)
+                h, conv_logdet = conv.forward_affine(h, actnorm.s, actnorm.b)
+                logdet = logdet + actnorm_logdet + conv_logdet
+                i += 1
             else:
                 h, layer_logdet = layer(h)
                 logdet = logdet + layer_logdet
             if i in capture:
                 activations[i] = h
+            i += 1
         return FlowOutput(h=h, zs=zs, logdet=logdet, activations=activations)
+
+    def _folds_into_next(self, i: int) -> bool:
+        """Whether :meth:`forward` runs layers ``i`` and ``i + 1`` as one convolution
+        (:meth:`InvConv1x1.forward_affine`): an :class:`ActNorm` directly followed by
+        an :class:`InvConv1x1` (exact types) in a training step (training mode with
+        gradients; the fold saves mostly backward passes). Otherwise every layer
+        runs on its own, so forward passes over any range give identical numbers."""
+        return (self.fold_actnorm and self.training and torch.is_grad_enabled()
+                and type(self.layers[i]) is ActNorm and i + 1 < len(self.layers)
+                and type(self.layers[i + 1]) is InvConv1x1)
 
     def inverse(
         self,

@@ -1,5 +1,6 @@
 """Single invertible layers: exact inverses, log-determinants against autograd Jacobians,
-initialisation, state-dict layout, the 1x1 conv's weight cache and the space-to-depth order."""
+initialisation, state-dict layout, the 1x1 conv's weight cache, the space-to-depth order,
+and the training shortcuts (ActNorm folded into the 1x1 conv, channels-last coupling nets)."""
 
 from __future__ import annotations
 
@@ -306,3 +307,52 @@ def test_invconv_factored_and_weight_paths_agree(permutation: bool,
         for a, b in zip(results[mode], results["weight"], strict=True):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(layer.inverse(results["factored"][0]), x, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("pixels", [(1, 2), (8, 8)])  # factored path, weight path
+def test_invconv_forward_affine_equals_actnorm_then_invconv(pixels: tuple[int, int]) -> None:
+    """The ActNorm folded into the 1x1 conv: same output, log-determinant and gradients
+    (input, ``s``, ``b``, ``l``, ``u``) as the two layers run in turn."""
+    torch.manual_seed(0)
+    actnorm = randomize_(ActNorm(6), seed=1).double()
+    conv = randomize_(InvConv1x1(6), seed=2).double()
+    x = torch.randn(2, 6, *pixels, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(2, 6, *pixels, dtype=torch.float64)
+    params = [x, actnorm.s, actnorm.b, conv.l, conv.u]
+    h, _ = actnorm(x)
+    y_ref, logdet_ref = conv(h)
+    grads_ref = torch.autograd.grad((y_ref * weights).sum() + logdet_ref.sum(), params)
+    y, logdet = conv.forward_affine(x, actnorm.s, actnorm.b)
+    grads = torch.autograd.grad((y * weights).sum() + logdet.sum(), params)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(logdet, logdet_ref, rtol=1e-12, atol=1e-12)
+    for grad, expected in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("conv_1x1_kernel", [False, True])
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_coupling_in_channels_last_layout_equals_the_default_layout(
+    conv_1x1_kernel: bool, dtype: torch.dtype, tol: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training mode on the CPU at 16x16: the coupling net runs channels-last; output,
+    log-determinant, gradients and inverse agree with the default layout, and the
+    output is in the default layout. Eval mode never switches."""
+    torch.manual_seed(0)
+    layer = randomize_(AffineCoupling(5, width=6, conv_1x1_kernel=conv_1x1_kernel)).to(dtype)
+    x = torch.randn(2, 5, 16, 16, dtype=dtype, requires_grad=True)
+    weights = torch.randn(2, 5, 16, 16, dtype=dtype)
+    results = {}
+    for min_pixels in (0, 256):
+        monkeypatch.setattr(CouplingNet, "channels_last_min_pixels", min_pixels)
+        assert layer._block._channels_last(x) == (min_pixels > 0)
+        y, logdet = layer(x)
+        assert y.is_contiguous()
+        grads = torch.autograd.grad((y * weights).sum() + logdet.sum(),
+                                    [x, *layer.parameters()])
+        results[min_pixels] = (y, logdet, *grads)
+        torch.testing.assert_close(layer.inverse(y), x, rtol=0, atol=tol)
+    for a, b in zip(results[0], results[256], strict=True):
+        torch.testing.assert_close(a, b, rtol=100 * tol, atol=tol)
+    layer.eval()
+    assert not layer._block._channels_last(x)

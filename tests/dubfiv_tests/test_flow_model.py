@@ -15,6 +15,7 @@ from dubfiv import config as cfg
 from dubfiv.flow import (
     FINAL_KEY,
     ActNorm,
+    CouplingNet,
     SequentialFlow,
     Split,
     build_flow,
@@ -256,6 +257,39 @@ def test_whole_model_logdet_equals_autograd_jacobian() -> None:
         sign, expected = torch.linalg.slogdet(jac)
         assert sign != 0
         torch.testing.assert_close(out.logdet[b], expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 1e-5), (torch.float64, 1e-11)])
+def test_training_shortcuts_give_the_same_step(dtype: torch.dtype, tol: float,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training step (train mode, gradients) with the ActNorms folded into the 1x1
+    convs and channels-last coupling nets gives the latents, log-determinant and
+    gradients of the layers run one by one in the default layout; a captured ActNorm
+    output is its own; without gradients or in eval mode nothing is folded."""
+    torch.manual_seed(0)
+    model = tiny_model(image_size=32)  # 16x16 after space-to-depth: channels-last nets
+    flow = perturb_(build_flow(model).to(dtype))
+    x = torch.rand(2, 3, 32, 32, dtype=dtype)
+    flow.data_init(x)
+    actnorm = next(i for i, layer in enumerate(flow.layers) if isinstance(layer, ActNorm))
+    results = {}
+    for on in (False, True):
+        monkeypatch.setattr(SequentialFlow, "fold_actnorm", on)
+        monkeypatch.setattr(CouplingNet, "channels_last_min_pixels", 256 if on else 0)
+        assert flow._folds_into_next(actnorm) == on
+        out = flow(x, capture=[actnorm])
+        loss = out.logdet.sum() + sum((z * z).sum() for z in out.zs.values()) + out.h.sum()
+        grads = torch.autograd.grad(loss, list(flow.parameters()))
+        all_grads = torch.cat([g.flatten() for g in grads])
+        results[on] = [out.h, *out.zs.values(), out.logdet, out.activations[actnorm], all_grads]
+        with torch.no_grad():
+            assert not flow._folds_into_next(actnorm)
+    for a, b in zip(results[False], results[True], strict=True):
+        # relative to the whole tensor (all gradients as one vector): single gradients
+        # that are zero in exact arithmetic differ by rounding
+        assert (a - b).norm() <= tol * b.norm(), (a - b).abs().max()
+    flow.eval()
+    assert not flow._folds_into_next(actnorm)
 
 
 # --------------------------------------------------------------------------- init, sampling
