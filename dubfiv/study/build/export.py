@@ -214,7 +214,7 @@ def _notes(config: ExportConfig, ground_truth: dict[str, Any], left_out: list[st
            secret: bytes | None) -> list[str]:
     """What the researcher should know about this export (printed, and in ``export.json``)."""
     notes = []
-    if config.image_base_url.rstrip("/") == PLACEHOLDER_BASE_URL:
+    if config.placeholder:
         notes.append(f"images are referenced under the placeholder {PLACEHOLDER_BASE_URL}; "
                      "host the folder public/ and export again into the same folder (the "
                      "image names stay the same) with --image-base-url set to its address "
@@ -349,9 +349,8 @@ def _build(export: _Export, folder: Path, command_line: list[str], checkpoint: P
         "not_asked": export.not_asked, "prediction": task_record})
     export.say("study.qsf, index.html")
     _write_survey(folder, study)
-    placeholder = config.image_base_url.rstrip("/") == PLACEHOLDER_BASE_URL
     atomic_write_text(folder / README, readme_text(study, config.run_dir, config.image_base_url,
-                                                   placeholder, duration.minutes))
+                                                   config.placeholder, duration.minutes))
     atomic_write_text(folder / EXPORT_JSON, json.dumps(
         _export_record(export, study, materials, duration), indent=2, default=str) + "\n")
     export.seconds["task_and_survey"] = time.perf_counter() - start

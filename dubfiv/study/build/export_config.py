@@ -113,6 +113,11 @@ class ExportConfig(ExplanationSettings):
         out = self.output if self.output is not None else Path(self.run_dir) / DEFAULT_OUTPUT_NAME
         return Path(out).absolute()
 
+    @property
+    def placeholder(self) -> bool:
+        """Whether the images are referenced under :data:`PLACEHOLDER_BASE_URL`."""
+        return self.image_base_url.rstrip("/") == PLACEHOLDER_BASE_URL
+
 
 @dataclasses.dataclass
 class ExportResult:
