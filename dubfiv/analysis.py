@@ -37,6 +37,7 @@ from dubfiv.explain.concept_report import ConceptInputs, ConceptReport, explain_
 from dubfiv.explain.concepts import ConceptMethod, collect_activations, concept_layer
 from dubfiv.explain.counterfactual import encode
 from dubfiv.explain.interpolation import CounterfactualInterpolation, InterpolationGrid, select_rows
+from dubfiv.explain.records import scene_record
 from dubfiv.flow import SequentialFlow, describe_layers
 from dubfiv.heads import LinearHead
 from dubfiv.rundir import CHECKPOINT, RunPaths
@@ -278,10 +279,7 @@ class Analysis:
         """
         name = SPLIT_ALIASES.get(split, split)
         params = getattr(self.open(name), "params", None)
-        scene = None
-        if params is not None:
-            state = params[int(index)].state_dict()
-            scene = {k: v for k, v in state.items() if not k.startswith("_")}
+        scene = scene_record(params[int(index)]) if params is not None else None
         record = {"split": name, "index": int(index), "image_id": str(image_id),
                   "logit": float(logit), "label": float(label),
                   "label_name": label_name(label, self.label_attribute),

@@ -68,19 +68,22 @@ class LogitBins:
         """The bin of one logit: ``bin`` (index), ``bin_value`` and ``bin_range``
         ``[lower edge, upper edge)`` (``"-inf"``/``"inf"`` as strings at the ends)."""
         k = int(self.assign(np.array([logit]))[0])
-        low, high = (float(e) if np.isfinite(e) else ("inf" if e > 0 else "-inf")
-                     for e in self.edges[k:k + 2])
-        return {"bin": k, "bin_value": float(self.values[k]), "bin_range": [low, high]}
+        return {"bin": k, "bin_value": float(self.values[k]),
+                "bin_range": [_edge(e) for e in self.edges[k:k + 2]]}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: values, edges (``"-inf"``/``"inf"`` as strings) and percentiles."""
         return {
             "values": [float(v) for v in self.values],
-            "edges": [float(e) if np.isfinite(e) else ("inf" if e > 0 else "-inf")
-                      for e in self.edges],
+            "edges": [_edge(e) for e in self.edges],
             "p_lo": float(self.p_lo),
             "p_hi": float(self.p_hi),
         }
+
+
+def _edge(edge: float) -> float | str:
+    """A bin edge for JSON: the float, or ``"inf"``/``"-inf"`` at the open ends."""
+    return float(edge) if np.isfinite(edge) else ("inf" if edge > 0 else "-inf")
 
 
 def logit_bins(

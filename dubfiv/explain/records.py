@@ -14,7 +14,13 @@ from matplotlib.figure import Figure
 
 from dubfiv.files import atomic_write, atomic_write_text
 
-__all__ = ["jsonable", "save_png", "write_json"]
+__all__ = ["jsonable", "save_png", "scene_record", "write_json"]
+
+
+def scene_record(scene: Any) -> dict[str, Any]:
+    """The parameters of a two4two scene for a record: its ``state_dict`` without the
+    internal keys (those starting with ``_``, e.g. ``__module__``)."""
+    return {k: v for k, v in scene.state_dict().items() if not k.startswith("_")}
 
 
 def jsonable(value: Any) -> Any:

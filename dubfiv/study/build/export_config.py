@@ -20,6 +20,7 @@ from dubfiv.study.build.bundle import BundleError, check_writable
 from dubfiv.study.build.tutorial import TutorialError, TutorialSettings
 from dubfiv.study.content import CONDITION_KEYS, Study
 from dubfiv.study.qsf.reader import QsfError
+from dubfiv.study.qsf.writer import check_base_url
 
 __all__ = [
     "CONDITION_CHOICES",
@@ -135,8 +136,6 @@ class ExportResult:
 
 def _check_base_url(url: str) -> None:
     """The shared check of the image base URL, as an error naming ``image_base_url``."""
-    from dubfiv.study.qsf.writer import check_base_url
-
     try:
         check_base_url(url)
     except QsfError as exc:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dubfiv.errors import ParameterError
+from dubfiv.explain.records import scene_record
 from dubfiv.study.build.material import RenderSettings, cell_path, save_cell
 from dubfiv.study.content import Attribute, CheckQuestion, GridLayout, Page, StudyImage
 
@@ -320,8 +321,7 @@ def build_tutorial(folder: Path, attributes: Sequence[Attribute], settings: Tuto
         chw = np.ascontiguousarray(np.asarray(array, dtype=np.uint8).transpose(2, 0, 1))
         width, height = save_cell(chw, folder / rel, cells)
         images[key] = StudyImage(rel, alt="", width=width, height=height)
-        records.append({"key": key, "path": rel, "scene": {
-            k: v for k, v in scene.state_dict().items() if not k.startswith("_")}})
+        records.append({"key": key, "path": rel, "scene": scene_record(scene)})
     pages = []
     for key in keys:
         text, row = VARIATIONS[key]
