@@ -54,6 +54,7 @@ setup(
         "pandas>=2.0",
         "scikit-learn>=1.3",
         "statsmodels>=0.14",
+        "submitit>=1.5",
         "bpy==4.5.*",
     ],
     extras_require={

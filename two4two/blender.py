@@ -51,7 +51,7 @@ import numpy as np
 
 from two4two._blender.geometry import BLOCK_NAMES
 from two4two._blender.pool import PoolSettings, WorkerFailure, WorkerPool
-from two4two._blender.spec import DEFAULT_VIEW_TRANSFORM, RenderSpec
+from two4two._blender.spec import DEFAULT_VIEW_TRANSFORM, DEVICES, RenderSpec
 from two4two._blender.worker import Task
 from two4two.errors import Two4TwoError
 from two4two.files import append_line
@@ -151,7 +151,10 @@ class Renderer:
         n_processes: worker processes; 0 = one per available core.
         samples: default Cycles samples per pixel (128 = the released datasets;
             lower for drafts, e.g. 32).
-        device: ``'auto'`` (GPU if Cycles finds one, else CPU), ``'cpu'`` or ``'gpu'``.
+        device: ``'auto'`` (GPU if Cycles finds one, else CPU), ``'cpu'``, ``'gpu'``
+            (any GPU backend), ``'cuda'`` or ``'optix'``. A GPU device gives each
+            worker one GPU: worker ``i`` uses the ``i % n``-th of the ``n`` GPUs it
+            sees (``CUDA_VISIBLE_DEVICES`` restricts those, as SLURM sets it).
         view_transform: Blender view transform; ``'Filmic'`` (Blender 2.83's
             default) avoids blown-out images (see :mod:`two4two._blender.scene`).
         print_output: show Blender's console output instead of logging it to a
@@ -159,6 +162,7 @@ class Renderer:
         print_cmd: print a line describing the workers when they start.
         cycles_settings: extra ``scene.cycles`` attributes for experiments
             (e.g. ``{"use_adaptive_sampling": True}``); they change the look.
+        threads: Cycles threads per worker (default: the available cores shared out).
 
     Attributes:
         last_timings: per image of the latest :meth:`render` call, in input
@@ -177,16 +181,17 @@ class Renderer:
         print_output: bool = False,
         print_cmd: bool = False,
         cycles_settings: Mapping[str, Any] | None = None,
+        threads: int | None = None,
     ) -> None:
         if n_processes < 0:
             raise ValueError(f"n_processes must be >= 0, got {n_processes}")
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
-        if device not in ("auto", "cpu", "gpu"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
         cores = available_cores()
         self.n_processes = n_processes or cores
-        self.threads_per_process = max(1, cores // self.n_processes)
+        self.threads_per_process = threads or max(1, cores // self.n_processes)
         self.samples = samples
         self.device = device
         self.view_transform = view_transform
@@ -440,7 +445,8 @@ def render(
         save_blender_file: also write ``<id>.blend`` (needs ``output_dir``).
         samples: Cycles samples per pixel (128 = the released datasets; fewer
             for drafts).
-        device: ``'auto'``, ``'cpu'`` or ``'gpu'``.
+        device: one of ``'auto'``, ``'cpu'``, ``'gpu'``, ``'cuda'``, ``'optix'`` (see
+            :class:`Renderer`).
         write_parameters: ``False`` skips ``parameters.jsonl`` (for callers
             that keep their own, like the dataset writer).
 

@@ -16,11 +16,13 @@ import dataclasses
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from two4two import utils
 from two4two.bias import Sampler
+from two4two.cluster.settings import RENDER_DEVICES, SlurmSettings, parse_minutes
 from two4two.dataset import DatasetError, RenderFn, render_dataset_config
 from two4two.dataset_config import (
     DatasetConfig,
@@ -31,7 +33,8 @@ from two4two.dataset_config import (
 from two4two.errors import Two4TwoError
 from two4two.files import describe_os_error
 
-__all__ = ["PROG", "RenderSplitArgs", "main", "render_dataset", "render_dataset_split"]
+__all__ = ["EXECUTORS", "PROG", "RenderSplitArgs", "dataset_status", "main", "render_dataset",
+           "render_dataset_split"]
 
 PROG = "two4two_render_dataset"
 
@@ -44,9 +47,31 @@ def _check_bpy() -> None:
         )
 
 
+EXECUTORS = ("local", "slurm")
+
+
+def _configs(config_file: str | os.PathLike, render_device: str | None,
+             slurm: SlurmSettings | Mapping[str, Any] | None) -> list[DatasetConfig]:
+    """The file's datasets with the caller's overrides (``slurm``: a whole
+    :class:`SlurmSettings`, or some of its fields)."""
+    configs = load_dataset_configs(config_file)
+    changed = []
+    for config in configs:
+        settings = slurm if isinstance(slurm, SlurmSettings) else \
+            config.slurm.replace(**dict(slurm or {}))
+        device = render_device or config.render_device
+        if device not in RENDER_DEVICES:
+            raise DatasetConfigError(f"render_device: expected one of "
+                                     f"{', '.join(RENDER_DEVICES)}, got {device!r}")
+        changed.append(dataclasses.replace(config, slurm=settings, render_device=device))
+    return changed
+
+
 @utils.keyword_aliases(config_path="config_file")
 def render_dataset(config_file: str | os.PathLike, render_fn: RenderFn | None = None,
-                   progress: bool = True) -> list[Path]:
+                   progress: bool = True, *, executor: str = "local",
+                   slurm: SlurmSettings | Mapping[str, Any] | None = None, wait: bool = False,
+                   render_device: str | None = None) -> list[Path]:
     """Render every dataset of a dataset TOML (``config/*.toml``; ``docs/two4two_api.md``
     for upstream's TOML form, which is read too).
 
@@ -55,24 +80,72 @@ def render_dataset(config_file: str | os.PathLike, render_fn: RenderFn | None = 
 
     Args:
         config_file: the dataset TOML (``config_path=`` works too).
-        render_fn: the renderer (default :func:`two4two.blender.render`).
+        render_fn: the renderer (default :func:`two4two.blender.render`; local only).
         progress: show progress bars.
+        executor: ``"local"`` (worker processes here) or ``"slurm"``: one job array
+            task per shard of scenes, submitted through submitit
+            (``docs/cluster_render.md``); returns once submitted unless ``wait``.
+        slurm: the array's settings, overriding the file's ``[dataset.slurm]``: a
+            :class:`~two4two.cluster.settings.SlurmSettings` or some of its fields
+            (``{"partition": "gpu", "time": 120, "shard_size": 250}``).
+        wait: with ``executor="slurm"``, follow the array with a progress bar until it
+            ends, then assemble the dataset.
+        render_device: ``"cpu"``, ``"cuda"`` or ``"optix"`` (default: the file's).
 
     Returns:
-        the split and intervention directories, in render order.
+        the split and intervention directories that are complete, in render order
+        (with ``executor="slurm"`` and no ``wait``: those finished so far).
 
     Raises:
         DatasetConfigError: the file is invalid (the message names the field).
         DatasetError: a directory conflicts with the config, or bpy is missing.
         two4two.blender.RenderError: a render worker failed.
+        two4two.cluster.submit.ShardsFailedError: with ``wait``, shards did not finish.
     """
-    configs = load_dataset_configs(config_file)
+    if executor not in EXECUTORS:
+        raise DatasetConfigError(f"executor: expected one of {', '.join(EXECUTORS)}, "
+                                 f"got {executor!r}")
+    configs = _configs(config_file, render_device, slurm)
+    if executor == "slurm":
+        return _render_on_slurm(configs, wait, progress)
     if render_fn is None:
         _check_bpy()
     written: list[Path] = []
     for config in configs:
         written += render_dataset_config(config, render_fn=render_fn, progress=progress)
     return written
+
+
+def _render_on_slurm(configs: list[DatasetConfig], wait: bool, progress: bool) -> list[Path]:
+    from two4two.cluster.submit import submit_dataset, wait_for_dataset
+
+    _check_bpy()  # the tasks import it from the same installation
+    complete: list[Path] = []
+    for config in configs:
+        submission = submit_dataset(config, progress=progress)
+        if submission.submitted:
+            print(f"{PROG}: submitted array {submission.array_id}: "
+                  f"{len(submission.submitted)} task(s) of up to "
+                  f"{config.slurm.shard_size} scenes into {config.output_dir}",
+                  file=sys.stderr)
+        if wait and submission.submitted:
+            complete += wait_for_dataset(config, submission, progress=progress)
+        else:
+            complete += submission.complete
+    return complete
+
+
+def dataset_status(config_file: str | os.PathLike, assemble: bool = True) -> str:
+    """The status table of every dataset of a TOML rendered with ``executor="slurm"``
+    (per folder: shards done / running / pending / failed / missing, images/s, ETA).
+    With ``assemble``, folders whose shards are all done are assembled first."""
+    from two4two.cluster.status import format_status
+    from two4two.cluster.submit import dataset_status as status_of
+
+    tables = []
+    for config in load_dataset_configs(config_file):
+        tables.append(format_status(config.output_dir, status_of(config, assemble=assemble)))
+    return "\n\n".join(tables)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,8 +234,7 @@ def render_dataset_split(args: RenderSplitArgs, *, render_fn: RenderFn | None = 
                                  sampler=args.sampler)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``two4two_render_dataset``; returns the exit status."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Render the Two4Two datasets described by a dataset TOML (resumable: "
@@ -170,9 +242,78 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("config", help="dataset TOML, e.g. config/dataset_small.toml")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    args = parser.parse_args(argv)
+    parser.add_argument("--render-device", choices=RENDER_DEVICES,
+                        help="Cycles device (default: the TOML's render_device, else cpu)")
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="local: worker processes here (default); slurm: one job-array "
+                             "task per shard, submitted through submitit")
+    parser.add_argument("--status", action="store_true",
+                        help="print per folder the shards done/running/pending/failed/"
+                             "missing, images/s and ETA; assemble folders that are done")
+    parser.add_argument("--wait", action="store_true",
+                        help="with --executor slurm: follow the array until it ends, then "
+                             "assemble")
+    slurm = parser.add_argument_group("SLURM (override the TOML's [dataset.slurm])")
+    slurm.add_argument("--shard-size", type=int, help="scenes per array task (default 500)")
+    slurm.add_argument("--slurm-partition")
+    slurm.add_argument("--slurm-time", help="minutes, or H:MM:SS, per task (default 60)")
+    slurm.add_argument("--slurm-cpus-per-task", type=int,
+                       help="render workers per task (default 1)")
+    slurm.add_argument("--slurm-gpus-per-task", type=int)
+    slurm.add_argument("--slurm-array-parallelism", type=int,
+                       help="most tasks running at once (default 256)")
+    slurm.add_argument("--slurm-account")
+    slurm.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other sbatch option, e.g. qos=normal (repeatable)")
+    return parser
+
+
+def _slurm_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--slurm-*``/``--shard-size`` flags as :class:`SlurmSettings` fields."""
+    def positive(flag: str, value: int | None, minimum: int = 1) -> int | None:
+        if value is not None and value < minimum:
+            raise DatasetConfigError(f"--{flag}: must be >= {minimum}, got {value}")
+        return value
+
+    extra = {}
+    for pair in args.slurm_extra:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise DatasetConfigError(f"--slurm-extra: expected KEY=VALUE, got {pair!r}")
+        extra[key.strip().lstrip("-")] = value
     try:
-        written = render_dataset(args.config, progress=not args.no_progress)
+        time = parse_minutes(args.slurm_time) if args.slurm_time is not None else None
+    except ValueError as error:
+        raise DatasetConfigError(f"--slurm-time: {error}") from None
+    overrides: dict[str, Any] = {
+        "partition": args.slurm_partition, "account": args.slurm_account, "time": time,
+        "shard_size": positive("shard-size", args.shard_size),
+        "cpus_per_task": positive("slurm-cpus-per-task", args.slurm_cpus_per_task),
+        "gpus_per_task": positive("slurm-gpus-per-task", args.slurm_gpus_per_task, 0),
+        "array_parallelism": positive("slurm-array-parallelism", args.slurm_array_parallelism),
+    }
+    if extra:
+        overrides["extra"] = extra
+    return overrides
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.status:
+        print(dataset_status(args.config))
+        return 0
+    written = render_dataset(args.config, progress=not args.no_progress,
+                             executor=args.executor, slurm=_slurm_overrides(args),
+                             wait=args.wait, render_device=args.render_device)
+    for directory in written:
+        print(directory)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``two4two_render_dataset``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
     except Two4TwoError as error:
         message = " ".join(str(error).split()) or type(error).__name__  # one line
         print(f"{PROG}: error: {message}", file=sys.stderr)
@@ -183,9 +324,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted: rerun the same command to resume", file=sys.stderr)
         return 130
-    for directory in written:
-        print(directory)
-    return 0
 
 
 if __name__ == "__main__":

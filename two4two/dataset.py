@@ -35,6 +35,7 @@ with one line naming the first (pid, host, since when).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -67,7 +68,8 @@ from two4two.scene_parameters import (
 )
 from two4two.verify import bad_images
 
-__all__ = ["DatasetError", "DatasetLockedError", "RenderFn", "render_dataset_config",
+__all__ = ["DatasetError", "DatasetLockedError", "DirPlan", "RenderFn", "finish_split",
+           "plan_dataset", "pooled_renderer", "render_dataset_config", "render_missing",
            "split_is_complete"]
 
 RenderFn = Callable[..., Iterator[tuple[np.ndarray, np.ndarray, SceneParameters]]]
@@ -235,7 +237,7 @@ def _missing_files(directory: Path, scenes: Sequence[SceneParameters]) -> list[S
             or not (directory / p.mask_filename).is_file()]
 
 
-def _render_missing(directory: Path, planned: list[SceneParameters], config: DatasetConfig,
+def render_missing(directory: Path, planned: list[SceneParameters], config: DatasetConfig,
                     render_fn: RenderFn, progress: bool) -> None:
     """Render the planned scenes that are not recorded (or whose PNGs are gone)."""
     _remove_stale_temp_files(directory)
@@ -417,7 +419,9 @@ def _foreign_split(directory: Path, stored: dict[str, Any],
     )
 
 
-def _finish(directory: Path, args: dict[str, Any], n_samples: int) -> None:
+def finish_split(directory: Path, args: dict[str, Any], n_samples: int) -> None:
+    """Mark ``directory`` complete once its ``parameters.jsonl`` holds ``n_samples`` scenes
+    (``split_args.json`` gets ``complete = true``; ``planned.jsonl`` is removed)."""
     recorded = load_jsonl(directory / PARAMETERS) if (directory / PARAMETERS).exists() else []
     if len(recorded) != n_samples:
         raise DatasetError(f"{directory}: {len(recorded)} of {n_samples} scenes recorded "
@@ -426,8 +430,26 @@ def _finish(directory: Path, args: dict[str, Any], n_samples: int) -> None:
     (directory / PLANNED).unlink(missing_ok=True)
 
 
-def _render_split(config: DatasetConfig, split: SplitConfig, sampler: Sampler,
-                  render_fn: RenderFn, progress: bool) -> dict[str, Any]:
+@dataclasses.dataclass
+class DirPlan:
+    """One folder of a dataset (a split or an intervention set) with its plan.
+
+    ``planned`` is every scene of the folder in plan order, or ``None`` when the
+    folder is complete and verified (nothing to render).
+    """
+
+    directory: Path
+    args: dict[str, Any]
+    """Its ``split_args.json`` (without ``complete``'s final value)."""
+    planned: list[SceneParameters] | None
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.args["n_samples"])
+
+
+def _plan_split_dir(config: DatasetConfig, split: SplitConfig, sampler: Sampler,
+                    progress: bool) -> DirPlan:
     output_dir = Path(config.output_dir)
     directory = output_dir / split.name
     args = _split_args(config, split)
@@ -437,37 +459,53 @@ def _render_split(config: DatasetConfig, split: SplitConfig, sampler: Sampler,
             _remove_dir(output_dir / intervention_dirname(split.name, attrs))
     planned = _prepare_dir(directory, args,
                            lambda: _plan_split(sampler, config, split, progress), progress)
-    if planned is not None:
-        _render_missing(directory, planned, config, render_fn, progress)
-        _finish(directory, args, split.n_samples)
-    return args
+    return DirPlan(directory, args, planned)
 
 
-def _render_intervention(config: DatasetConfig, split: SplitConfig, split_args: dict[str, Any],
-                         attrs: list[str], sampler: Sampler, render_fn: RenderFn,
-                         progress: bool) -> None:
-    output_dir = Path(config.output_dir)
+def _originals(split_dir: Path) -> list[SceneParameters]:
+    """The scenes of a split in plan order: its plan while it is unfinished, else its
+    ``parameters.jsonl`` (the same lines once it is rendered)."""
+    planned = split_dir / PLANNED
+    return load_jsonl(planned if planned.is_file() else split_dir / PARAMETERS)
+
+
+def _plan_intervention_dir(config: DatasetConfig, split: SplitConfig, split_plan: DirPlan,
+                           attrs: list[str], sampler: Sampler, progress: bool) -> DirPlan:
+    split_args = split_plan.args
     dirname = intervention_dirname(split.name, attrs)
-    directory = output_dir / dirname
+    directory = Path(config.output_dir) / dirname
     seed = _derive_seed(f"{split_args['seed']}/{dirname}")
     args = {**split_args, "split": dirname, "original_split": split.name,
             "modified_attributes": list(attrs), "interventions": [], "seed": seed}
-    originals = load_jsonl(output_dir / split.name / PARAMETERS)
+    originals = _originals(split_plan.directory)
 
     def plan() -> list[SceneParameters]:
         return _plan_interventions(sampler, originals, attrs, args)
 
     planned = _prepare_dir(directory, args, plan, progress)
-    if planned is None:
-        return
-    if [p.original_id for p in planned] != [p.id for p in originals]:
-        raise DatasetError(f"{directory}: its scenes are not clones of {split.name}'s scenes "
-                           "in order; set force_overwrite = true to start over")
-    _write_json(directory / INTERVENTION, {"modified_attributes": list(attrs),
-                                           "split_args": {**split_args, "complete": True},
-                                           "dirname": dirname})
-    _render_missing(directory, planned, config, render_fn, progress)
-    _finish(directory, args, split.n_samples)
+    if planned is not None:
+        if [p.original_id for p in planned] != [p.id for p in originals]:
+            raise DatasetError(f"{directory}: its scenes are not clones of {split.name}'s "
+                               "scenes in order; set force_overwrite = true to start over")
+        _write_json(directory / INTERVENTION, {"modified_attributes": list(attrs),
+                                               "split_args": {**split_args, "complete": True},
+                                               "dirname": dirname})
+    return DirPlan(directory, args, planned)
+
+
+def plan_dataset(config: DatasetConfig, sampler: Sampler | None = None,
+                 progress: bool = False) -> Iterator[DirPlan]:
+    """Plan (or load the plan of) every folder of ``config``, in render order: each
+    split, then its intervention sets. Each folder gets its ``planned.jsonl`` and
+    ``split_args.json`` as it is reached; a folder marked complete is verified (and what
+    fails is planned again). Intervention sets are cloned from their split's plan, so
+    they can be planned before the split is rendered. Hold the dataset's lock."""
+    sampler = sampler if sampler is not None else make_sampler(config)
+    for split in config.split:
+        split_plan = _plan_split_dir(config, split, sampler, progress)
+        yield split_plan
+        for attrs in split.interventions:
+            yield _plan_intervention_dir(config, split, split_plan, attrs, sampler, progress)
 
 
 def render_dataset_config(config: DatasetConfig, render_fn: RenderFn | None = None,
@@ -500,13 +538,18 @@ def render_dataset_config(config: DatasetConfig, render_fn: RenderFn | None = No
         return _render_pooled(config, progress, sampler)
 
 
-def _render_pooled(config: DatasetConfig, progress: bool,
-                   sampler: Sampler | None = None) -> list[Path]:
-    """:func:`_render_all` with one :class:`two4two.blender.Renderer` pool."""
+@contextlib.contextmanager
+def pooled_renderer(config: DatasetConfig, n_processes: int | None = None,
+                    threads: int | None = None) -> Iterator[RenderFn]:
+    """A render function over one :class:`two4two.blender.Renderer` pool (Blender starts
+    once for every folder), on ``config.render_device``; ``n_processes`` overrides
+    ``config.n_processes``, ``threads`` the Cycles threads per worker."""
     from two4two.blender import Renderer
 
-    with Renderer(config.n_processes, samples=config.render_samples,
-                  print_output=config.debug, print_cmd=config.debug) as renderer:
+    workers = config.n_processes if n_processes is None else n_processes
+    with Renderer(workers, samples=config.render_samples, device=config.render_device,
+                  print_output=config.debug, print_cmd=config.debug,
+                  threads=threads) as renderer:
 
         def pooled(params: Sequence[SceneParameters], n_processes: int = 0,
                    chunk_size: int = 1, output_dir: str | os.PathLike | None = None,
@@ -515,20 +558,25 @@ def _render_pooled(config: DatasetConfig, progress: bool,
             return renderer.render(params, chunk_size=chunk_size, output_dir=output_dir,
                                    samples=samples)
 
+        yield pooled
+
+
+def _render_pooled(config: DatasetConfig, progress: bool,
+                   sampler: Sampler | None = None) -> list[Path]:
+    """:func:`_render_all` with one :class:`two4two.blender.Renderer` pool."""
+    with pooled_renderer(config) as pooled:
         return _render_all(config, pooled, progress, sampler)
 
 
 def _render_all(config: DatasetConfig, render_fn: RenderFn, progress: bool,
                 sampler: Sampler | None = None) -> list[Path]:
-    """Render every split of ``config`` with ``sampler`` (default: the config's)."""
-    sampler = sampler if sampler is not None else make_sampler(config)
+    """Render every folder of ``config`` with ``sampler`` (default: the config's)."""
     written = []
-    for split in config.split:
-        args = _render_split(config, split, sampler, render_fn, progress)
-        written.append(Path(config.output_dir) / split.name)
-        for attrs in split.interventions:
-            _render_intervention(config, split, args, attrs, sampler, render_fn, progress)
-            written.append(Path(config.output_dir) / intervention_dirname(split.name, attrs))
+    for plan in plan_dataset(config, sampler, progress):
+        if plan.planned is not None:
+            render_missing(plan.directory, plan.planned, config, render_fn, progress)
+            finish_split(plan.directory, plan.args, plan.n_samples)
+        written.append(plan.directory)
     return written
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from two4two import utils
 from two4two.bias import Sampler
+from two4two.cluster.settings import RENDER_DEVICES, SlurmSettings, parse_slurm_table
 from two4two.errors import Two4TwoError
 from two4two.files import read_toml
 
@@ -96,6 +97,12 @@ class DatasetConfig:
     """Image size ``[height, width]`` in pixels."""
     seed: int = 0
     """Base seed; each split's seed is derived from it and the split name."""
+    render_device: str = "cpu"
+    """Cycles' device: ``"cpu"``, ``"cuda"`` or ``"optix"`` (an NVIDIA GPU, one per render
+    worker; the images differ slightly from the CPU's)."""
+    slurm: SlurmSettings = dataclasses.field(default_factory=SlurmSettings)
+    """``[dataset.slurm]``: resources of each array task when rendering with
+    ``--executor slurm`` (``docs/cluster_render.md``)."""
 
     def split_seed(self, split: SplitConfig) -> int:
         """The numpy seed of ``split`` (its own ``seed`` or one derived from the name)."""
@@ -194,6 +201,14 @@ class _Parser:
                               ("seed", 0)):
             if name in data:
                 self.check(f"{key}.{name}", data[name], int, minimum=minimum)
+        device = data.get("render_device", "cpu")
+        if device not in RENDER_DEVICES:
+            raise self.fail(f"{key}.render_device",
+                            f"expected one of {', '.join(RENDER_DEVICES)}, got {device!r}")
+        if "slurm" in data:
+            data["slurm"] = parse_slurm_table(
+                data["slurm"], lambda name, message: self.fail(
+                    f"{key}.slurm.{name}".rstrip("."), message))
         if data.get("blender_dir") is not None:
             self.check(f"{key}.blender_dir", data["blender_dir"], str)
         resolution = data.get("resolution", [128, 128])
@@ -221,7 +236,7 @@ class _Parser:
         splits: list[dict[str, Any]] = []
         split_keys: list[str] = []
         for field_name, value in data.items():
-            if isinstance(value, Mapping) and field_name != "sampler_config":
+            if isinstance(value, Mapping) and field_name not in ("sampler_config", "slurm"):
                 if "name" in value:
                     raise self.fail(f"{name}.{field_name}.name", "the split's name is its "
                                     f"table name ({field_name!r}); remove the key")

@@ -67,7 +67,13 @@ from PIL import Image
 
 from two4two._blender import geometry
 from two4two._blender.exr import read_exr_channels
-from two4two._blender.spec import DEFAULT_VIEW_TRANSFORM, RenderSpec, mask_from_index_pass
+from two4two._blender.spec import (
+    DEFAULT_VIEW_TRANSFORM,
+    RenderSpec,
+    backends_to_try,
+    mask_from_index_pass,
+    worker_devices,
+)
 from two4two.errors import Two4TwoError
 
 __all__ = ["EXPOSURE_EV", "SUBDIVISION_LEVEL", "BlenderScene", "HeatWeightError",
@@ -90,7 +96,6 @@ for the comparison with the original's level 5."""
 
 EXPOSURE_EV = -0.3
 """View exposure (stops) applied before the view transform."""
-_GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI")
 _BMP_FORMAT = {"file_format": "BMP", "color_mode": "RGB"}
 _EXR_FORMAT = {"file_format": "OPEN_EXR_MULTILAYER", "exr_codec": "NONE", "color_depth": "32"}
 
@@ -116,32 +121,41 @@ class SceneTimings:
     mask: float = 0.0  # object-index pass as EXR to the scratch folder and back
 
 
-def select_device(preference: str) -> str:
-    """Choose Cycles' device: ``'cpu'``, ``'gpu'`` (error if none) or ``'auto'``.
+def select_device(preference: str, worker_id: int = 0) -> str:
+    """Choose Cycles' device (see :data:`two4two._blender.spec.DEVICES`); a GPU choice
+    switches on one GPU for this worker (:func:`~two4two._blender.spec.worker_devices`).
 
     Returns:
         ``'CPU'`` or the GPU backend in use (``'OPTIX'``, ``'CUDA'``, ...).
+
+    Raises:
+        RuntimeError: ``gpu``, ``cuda`` or ``optix`` was asked for and Cycles finds no
+            such device (the message names it and ``CUDA_VISIBLE_DEVICES``).
     """
-    if preference not in ("auto", "cpu", "gpu"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {preference!r}")
-    if preference == "cpu":
+    backends = backends_to_try(preference)
+    if not backends:
         return "CPU"
     prefs = bpy.context.preferences.addons["cycles"].preferences
-    for backend in _GPU_BACKENDS:
+    for backend in backends:
         try:
             prefs.compute_device_type = backend
         except TypeError:  # backend not compiled into this build
             continue
         prefs.get_devices()
         devices = list(prefs.get_devices_for_type(backend))
-        if any(d.type == backend for d in devices):
-            for d in devices:
-                d.use = d.type == backend
+        use = worker_devices([d.type for d in devices], backend, worker_id)
+        if any(use):
+            for d, on in zip(devices, use, strict=True):
+                d.use = on
             return backend
     prefs.compute_device_type = "NONE"
-    if preference == "gpu":
-        raise RuntimeError("device='gpu' but Cycles finds no CUDA/OptiX/HIP/oneAPI GPU")
-    return "CPU"
+    if preference == "auto":
+        return "CPU"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    seen = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+    wanted = "/".join(backends) if preference != "gpu" else "CUDA/OptiX/HIP/oneAPI"
+    raise RuntimeError(f"render_device={preference!r}, but Cycles finds no {wanted} "
+                       f"device{seen}; use render_device='cpu' or run on a GPU node")
 
 
 class BlenderScene:
@@ -151,7 +165,8 @@ class BlenderScene:
         scratch_dir: folder (ideally a RAM disk) for the read-back files.
         samples: Cycles samples per pixel.
         threads: CPU threads for Cycles (0 = all).
-        device: ``'auto'``, ``'cpu'`` or ``'gpu'`` (see :func:`select_device`).
+        device: one of :data:`~two4two._blender.spec.DEVICES` (see :func:`select_device`).
+        worker_id: which worker this is (picks its GPU).
         view_transform: Blender view transform (``'Filmic'``, ``'Standard'``, ``'AgX'``).
         index_pass: render the object-index pass (the mask); only benchmarks
             switch it off.
@@ -174,12 +189,13 @@ class BlenderScene:
         subdivision_level: int = SUBDIVISION_LEVEL,
         smooth_shading: bool = True,
         exposure: float = EXPOSURE_EV,
+        worker_id: int = 0,
     ) -> None:
         self.scratch_bmp = str(Path(scratch_dir) / f"render-{os.getpid()}.bmp")
         self.scratch_exr = str(Path(scratch_dir) / f"render-{os.getpid()}.exr")
         bpy.ops.wm.read_factory_settings(use_empty=True)
         self.scene = bpy.context.scene
-        self.device = select_device(device)
+        self.device = select_device(device, worker_id)
         self._index_pass = index_pass
         self._subdivision_level = int(subdivision_level)
         self._smooth = bool(smooth_shading)

@@ -11,7 +11,38 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_VIEW_TRANSFORM", "RenderSpec", "mask_from_index_pass"]
+__all__ = ["DEFAULT_VIEW_TRANSFORM", "DEVICES", "GPU_BACKENDS", "RenderSpec", "backends_to_try",
+           "mask_from_index_pass", "worker_devices"]
+
+DEVICES = ("auto", "cpu", "gpu", "cuda", "optix")
+"""Cycles devices a renderer accepts: ``auto`` (a GPU if Cycles finds one, else the
+CPU), ``cpu``, ``gpu`` (any GPU backend, error if none), ``cuda`` or ``optix``."""
+
+GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI")
+"""Cycles' GPU backends, in the order ``auto`` and ``gpu`` try them."""
+
+
+def backends_to_try(device: str) -> tuple[str, ...]:
+    """The Cycles backends ``device`` may use (empty for ``cpu``)."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "cpu":
+        return ()
+    if device in ("cuda", "optix"):
+        return (device.upper(),)
+    return GPU_BACKENDS
+
+
+def worker_devices(device_types: list[str], backend: str, worker_id: int) -> list[bool]:
+    """Which of Cycles' devices (by their ``type``) worker ``worker_id`` switches on: the
+    ``worker_id % n``-th of the ``n`` devices of ``backend``, so that workers share the
+    GPUs out one each instead of every worker using all of them (the CPU entry Cycles
+    lists beside the GPUs stays off)."""
+    indices = [i for i, kind in enumerate(device_types) if kind == backend]
+    if not indices:
+        return [False] * len(device_types)
+    chosen = indices[worker_id % len(indices)]
+    return [i == chosen for i in range(len(device_types))]
 
 DEFAULT_VIEW_TRANSFORM = "Filmic"
 """Blender 2.83's default view transform, which the released images were made with."""

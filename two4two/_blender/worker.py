@@ -161,6 +161,7 @@ def serve(config: WorkerConfig, conn: Connection) -> None:
             threads=config.threads,
             device=config.device,
             view_transform=config.view_transform,
+            worker_id=config.worker_id,
             cycles_settings=config.cycles_settings,
         )
     except Exception as error:

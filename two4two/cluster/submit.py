@@ -1,0 +1,259 @@
+"""Render a dataset as a SLURM job array: plan, cut into shards, submit, follow, assemble.
+
+:func:`submit_dataset` plans every folder of a dataset up front (as a local render
+does), cuts each plan into shards and submits the shards that are neither done nor
+queued as one array through submitit; folders whose shards are all done are
+assembled first, so the same call, repeated, finishes the dataset.
+:func:`wait_for_dataset` follows the array with a progress bar and assembles.
+:func:`dataset_status` reports and assembles what is done (``docs/cluster_render.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from two4two.bias import Sampler
+from two4two.cluster.assemble import assemble_folder, remove_shards_if_done
+from two4two.cluster.queue import HandleQueue, JobQueue, SlurmQueue, read_jobs, record_jobs
+from two4two.cluster.settings import SlurmSettings
+from two4two.cluster.shards import (
+    SHARDS,
+    Shard,
+    cut_shards,
+    read_cut,
+    read_marker,
+    shard_dir,
+    write_cut,
+)
+from two4two.cluster.status import FolderStatus, folder_status
+from two4two.cluster.task import ShardJob, ShardTask
+from two4two.dataset import LOCK, DatasetError, DatasetLockedError, DirPlan, plan_dataset
+from two4two.dataset_config import DatasetConfig, intervention_dirname
+from two4two.locking import FolderLock
+
+__all__ = ["ShardsFailedError", "Submission", "assemble_finished", "dataset_status",
+           "submit_dataset", "wait_for_dataset"]
+
+SUBMITIT_FOLDER = "submitit"
+"""``.shards/submitit``: submitit's scripts, pickles and the tasks' logs."""
+
+
+class ShardsFailedError(DatasetError):
+    """Some shards ended without finishing; the same command submits them again."""
+
+
+@dataclasses.dataclass
+class Submission:
+    """What :func:`submit_dataset` did."""
+
+    output_dir: Path
+    submitted: list[Shard]
+    job_ids: list[str]
+    assembled: list[Path]
+    """Folders finished by this call (their shards were all done)."""
+    complete: list[Path]
+    """Every folder of the dataset that is finished now."""
+    folders: list[str]
+    """Every folder of the dataset, in render order."""
+    queue: JobQueue
+
+    @property
+    def array_id(self) -> str | None:
+        return self.job_ids[0].split("_", 1)[0] if self.job_ids else None
+
+
+def folder_names(config: DatasetConfig) -> list[str]:
+    """Every folder ``config`` writes, in render order."""
+    return [name for split in config.split for name in
+            [split.name, *(intervention_dirname(split.name, a) for a in split.interventions)]]
+
+
+def _shards_of(plan: DirPlan, output_dir: Path, shard_size: int, progress: bool) -> list[Shard]:
+    """The shards of ``plan``'s folder: cut now, or as recorded when it was first cut (the
+    cut of a folder never changes, so that finished shards stay valid)."""
+    dirname = plan.directory.name
+    cut = read_cut(output_dir, dirname)
+    if cut is None:
+        write_cut(output_dir, dirname, plan.n_samples, shard_size)
+        cut = {"n_samples": plan.n_samples, "shard_size": shard_size}
+    elif cut["n_samples"] != plan.n_samples:
+        raise DatasetError(f"{output_dir / SHARDS / dirname} was cut for {cut['n_samples']} "
+                           f"scenes, the plan has {plan.n_samples}; delete that folder")
+    elif cut["shard_size"] != shard_size and progress:
+        tqdm.write(f"two4two: {dirname} was cut into shards of {cut['shard_size']} scenes "
+                   f"when first submitted; keeping that (not {shard_size})")
+    return cut_shards(dirname, cut["n_samples"], cut["shard_size"])
+
+
+def make_slurm_executor(output_dir: Path, settings: SlurmSettings, name: str) -> Any:
+    """A submitit ``SlurmExecutor`` writing into ``.shards/submitit`` with ``settings``."""
+    import submitit
+
+    executor = submitit.SlurmExecutor(folder=output_dir / SHARDS / SUBMITIT_FOLDER,
+                                      max_num_timeout=3)
+    executor.update_parameters(job_name=name, **settings.executor_parameters())
+    return executor
+
+
+def _queue_for(executor: Any, jobs: dict[str, Any]) -> JobQueue:
+    import submitit
+
+    if executor is None or isinstance(executor, submitit.SlurmExecutor):
+        return SlurmQueue()
+    return HandleQueue(jobs)
+
+
+def submit_dataset(config: DatasetConfig, *, settings: SlurmSettings | None = None,
+                   executor: Any = None, sampler: Sampler | None = None,
+                   progress: bool = True, queue: JobQueue | None = None) -> Submission:
+    """Plan ``config``, assemble the folders whose shards are done, and submit one array
+    task per shard that is neither done nor queued.
+
+    Args:
+        config: the dataset.
+        settings: resources of each task and the shard size (default ``config.slurm``).
+        executor: a submitit executor (default: a ``SlurmExecutor`` built from
+            ``settings``; tests pass a ``LocalExecutor``).
+        sampler: draw with this sampler instead of the config's.
+        progress: show the planning's progress bars.
+        queue: what says which tasks are still queued (default: ``squeue`` for SLURM,
+            the job handles for other executors).
+
+    Raises:
+        DatasetLockedError: another process renders or submits into the same folder.
+        DatasetError: the folder conflicts with the config, or a shard's files do not
+            match its marker.
+        two4two.cluster.queue.QueueError: ``squeue`` cannot be asked.
+    """
+    settings = settings or config.slurm
+    output_dir = Path(config.output_dir)
+    given_queue = queue
+    queue = queue or _queue_for(executor, {})
+    with FolderLock(output_dir, name=LOCK, purpose="planning a cluster render",
+                    error=DatasetLockedError):
+        plans = list(plan_dataset(config, sampler, progress))
+        todo, assembled, complete = _todo_and_assemble(plans, output_dir, settings, queue,
+                                                       progress)
+        jobs: list[Any] = []
+        if todo:
+            if executor is None:
+                executor = make_slurm_executor(output_dir, settings,
+                                               f"two4two-{output_dir.name}")
+            jobs = executor.map_array(ShardTask(), [ShardJob(config, s) for s in todo])
+        job_ids = [str(job.job_id) for job in jobs]
+        record_jobs(output_dir, todo, job_ids)
+        if len(complete) == len(plans):
+            remove_shards_if_done(output_dir)
+    return Submission(output_dir, todo, job_ids, assembled, complete,
+                      [p.directory.name for p in plans],
+                      given_queue or _queue_for(executor, dict(zip(job_ids, jobs, strict=True))))
+
+
+def assemble_finished(config: DatasetConfig, queue: JobQueue | None = None,
+                      sampler: Sampler | None = None, progress: bool = False) -> list[Path]:
+    """Assemble every folder of ``config`` whose shards are all done (nothing is
+    submitted); returns the folders finished by this call."""
+    output_dir = Path(config.output_dir)
+    with FolderLock(output_dir, name=LOCK, purpose="assembling a cluster render",
+                    error=DatasetLockedError):
+        plans = list(plan_dataset(config, sampler, progress))
+        _, assembled, complete = _todo_and_assemble(plans, output_dir, config.slurm,
+                                                    queue or SlurmQueue(), progress)
+        if len(complete) == len(plans):
+            remove_shards_if_done(output_dir)
+    return assembled
+
+
+def _todo_and_assemble(plans: list[DirPlan], output_dir: Path, settings: SlurmSettings,
+                       queue: JobQueue, progress: bool
+                       ) -> tuple[list[Shard], list[Path], list[Path]]:
+    """The shards to submit (neither done nor queued), and the folders assembled now and
+    complete after this call. A folder already cut keeps its shard size."""
+    jobs = read_jobs(output_dir)
+    states = queue.active(r.job_id for r in jobs.values()) if jobs else {}
+    todo: list[Shard] = []
+    assembled: list[Path] = []
+    complete: list[Path] = []
+    for plan in plans:
+        if plan.planned is None:
+            complete.append(plan.directory)
+            continue
+        shards = _shards_of(plan, output_dir, settings.shard_size, progress)
+        not_done = [s for s in shards if not _is_done(output_dir, s)]
+        if not not_done:
+            assemble_folder(output_dir, plan, shards, progress)
+            assembled.append(plan.directory)
+            complete.append(plan.directory)
+            continue
+        for shard in not_done:
+            record = jobs.get((shard.dirname, shard.index))
+            if record is None or record.job_id not in states:
+                todo.append(shard)
+    return todo, assembled, complete
+
+
+def _is_done(output_dir: Path, shard: Shard) -> bool:
+    marker = read_marker(shard_dir(output_dir, shard))
+    return marker is not None and marker.matches(shard)
+
+
+def dataset_status(config: DatasetConfig, queue: JobQueue | None = None,
+                   assemble: bool = True, sampler: Sampler | None = None,
+                   progress: bool = False) -> list[FolderStatus]:
+    """Per folder of ``config``: shards done / running / pending / failed / missing,
+    images/s and ETA. With ``assemble``, folders whose shards are all done are
+    assembled first (taking the dataset's lock)."""
+    output_dir = Path(config.output_dir)
+    queue = queue or SlurmQueue()
+    jobs = read_jobs(output_dir)
+    states = queue.active(r.job_id for r in jobs.values()) if jobs else {}
+    rows = [folder_status(output_dir, name, queue, jobs, states) for name in folder_names(config)]
+    if assemble and any(r.all_done for r in rows):
+        assemble_finished(config, queue, sampler, progress)
+        rows = [folder_status(output_dir, name, queue, jobs, states)
+                for name in folder_names(config)]
+    return rows
+
+
+def wait_for_dataset(config: DatasetConfig, submission: Submission, poll_s: float = 10.0,
+                     progress: bool = True, sampler: Sampler | None = None) -> list[Path]:
+    """Follow the array with a progress bar until no shard is queued or running, then
+    assemble. Returns every folder of the dataset.
+
+    Raises:
+        ShardsFailedError: some shards ended without finishing (the message says which
+            and how to resubmit).
+    """
+    output_dir = Path(config.output_dir)
+    names = submission.folders
+    total = sum(folder_status(output_dir, n, submission.queue).n_samples for n in names)
+    bar = tqdm(total=total, desc=f"{output_dir.name} (array {submission.array_id})",
+               unit="img", disable=not progress)
+    with bar:
+        while True:
+            jobs = read_jobs(output_dir)
+            states = submission.queue.active(r.job_id for r in jobs.values()) if jobs else {}
+            rows = [folder_status(output_dir, n, submission.queue, jobs, states)
+                    for n in names]
+            bar.n = sum(r.images_done for r in rows if not r.complete)
+            bar.refresh()
+            if not any(r.active for r in rows):
+                break
+            time.sleep(poll_s)
+    rows = dataset_status(config, submission.queue, assemble=True, sampler=sampler)
+    failed = [f"{r.dirname} {e}" for r in rows for e in r.errors]
+    if failed:
+        raise ShardsFailedError(
+            f"{len(failed)} shard(s) of {output_dir} did not finish (e.g. {failed[0]}); "
+            "rerun the same command to submit them again (logs: "
+            f"{output_dir / SHARDS / SUBMITIT_FOLDER})")
+    missing = [r.dirname for r in rows if not r.complete]
+    if missing:
+        raise ShardsFailedError(f"{output_dir}: {', '.join(missing)} not finished; rerun the "
+                                "same command to submit what is missing")
+    return [output_dir / n for n in names]
