@@ -42,7 +42,7 @@ class SlurmSettings:
     """``--array=...%N``: at most this many tasks run at once."""
     account: str | None = None
     """``--account``."""
-    extra: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    extra: dict[str, str] = dataclasses.field(default_factory=dict)
     """Any other ``sbatch`` option, e.g. ``{qos = "normal", mem = "4G"}`` (``--qos=normal``)."""
     shard_size: int = DEFAULT_SHARD_SIZE
     """Scenes per array task."""
