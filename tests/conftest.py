@@ -1,8 +1,10 @@
-"""Session fixtures shared by the integration tests (see tests/shared_fixtures.py)."""
+"""Session fixtures shared by the integration tests (see tests/shared_fixtures.py and
+tests/slurm_cluster.py)."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import shared_fixtures
+import slurm_cluster as slurm_cluster_module
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +44,13 @@ def medium_dataset(request: pytest.FixtureRequest) -> Path:
 def medium_run(request: pytest.FixtureRequest, medium_dataset: Path) -> Path:
     """Run directory of the small model trained longer on ``medium_dataset`` (slow)."""
     return shared_fixtures.medium_run(shared_fixtures.cache_root(request.config), medium_dataset)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[slurm_cluster_module.SlurmCluster]:
+    """A private single-node SLURM cluster; ``SLURM_CONF`` points at it for the session.
+
+    Skips when it cannot start (not root, slurm-wlm/munge missing) or with
+    ``DUBFIV_TEST_NO_SLURM=1``; its daemons are stopped by PID at the end.
+    """
+    yield from slurm_cluster_module.session_cluster()
