@@ -8,6 +8,8 @@ Examples::
     kill -TERM <pid>       # stops after the current step with a checkpoint (exit 143)
     torchrun --nproc_per_node=4 -m dubfiv.cli.train --experiment config/model.toml \\
         --output_base_dir models        # DistributedDataParallel, one process per GPU
+    srun --ntasks-per-node=4 --gpus-per-task=1 dubfiv_train --experiment config/model.toml \\
+        --output_base_dir models        # the same under SLURM, across nodes (examples/slurm/)
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ def build_parser() -> OneLineParser:
         description="Train the invertible network with its linear heads on a Two4Two dataset, "
         "writing a run directory <output_base_dir>/<marker>_<UTC time>/ (configs, train.log, "
         "images/, models/models.torch, models/experiment.toml). Under `torchrun "
-        "--nproc_per_node=N` the same command trains with DistributedDataParallel. SIGTERM, "
+        "--nproc_per_node=N`, or as the tasks of a SLURM `srun --ntasks=N` step "
+        "(examples/slurm/train.sbatch), the same command trains with "
+        "DistributedDataParallel. SIGTERM, "
         "SIGINT (Ctrl-C; twice: at once) and SIGUSR1 stop after the current step with a "
         "checkpoint (exit status 128 + the signal number).",
     )
