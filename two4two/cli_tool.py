@@ -128,7 +128,8 @@ def _render_on_slurm(configs: list[DatasetConfig], wait: bool, progress: bool) -
                   f"{len(submission.submitted)} task(s) of up to "
                   f"{config.slurm.shard_size} scenes into {config.output_dir}",
                   file=sys.stderr)
-        if wait and submission.submitted:
+        if wait and len(submission.complete) < len(submission.folders):
+            # follows this submission and any earlier task still in the queue
             complete += wait_for_dataset(config, submission, progress=progress)
         else:
             complete += submission.complete

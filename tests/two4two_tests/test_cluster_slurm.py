@@ -99,3 +99,39 @@ def test_a_slurm_array_cancelled_and_resubmitted_equals_the_local_render(
     assert tree_digest(tmp_path / "local") == tree_digest(tmp_path / "cluster")
     for name in ("train", "test", "test_obj_color"):
         assert ids_of(tmp_path / "local" / name) == ids_of(tmp_path / "cluster" / name)
+
+
+def test_a_preempted_task_is_requeued_and_goes_on_from_its_files(slurm_cluster,
+                                                                  tmp_path: Path) -> None:
+    """SIGUSR2 is what SLURM sends before preempting or timing out a task: submitit
+    requeues it (the task is Checkpointable), and the requeued task keeps the images
+    its first run wrote."""
+    splits = SPLITS.replace("n_samples = 12", "n_samples = 10").split("[[dataset.split]]\n"
+                                                                     'name = "test"')[0]
+    (config,) = load_dataset_configs(write_config(tmp_path / "c.toml", tmp_path / "data",
+                                                  splits=splits))
+    submission = submit_dataset(config, settings=config.slurm.replace(shard_size=10),
+                                progress=False)
+    (shard,) = submission.submitted
+    (job_id,) = submission.job_ids
+    folder = shard_dir(config.output_dir, shard)
+    deadline = time.monotonic() + 180
+    while not (folder / PARAMETERS).is_file() or \
+            (folder / PARAMETERS).read_bytes().count(b"\n") < 2:
+        assert time.monotonic() < deadline and not (folder / DONE).exists()
+        time.sleep(0.05)
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
+    first = load_jsonl(folder / PARAMETERS)[:2]
+    written_at = {p.filename: (folder / p.filename).stat().st_mtime_ns for p in first}
+    while True:  # requeued jobs wait (BeginTime); let it start at once
+        state = subprocess.run(["squeue", "--noheader", "--jobs", job_id, "--format=%T %r"],
+                               capture_output=True, text=True, timeout=30).stdout
+        if "BeginTime" in state:
+            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
+                           check=True, timeout=30)
+            break
+        assert time.monotonic() < deadline, f"not requeued: {state!r}"
+        time.sleep(0.2)
+    (train,) = wait_for_dataset(config, submission, poll_s=0.5, progress=False)
+    assert (train / PARAMETERS).read_bytes().count(b"\n") == 10
+    assert {name: (train / name).stat().st_mtime_ns for name in written_at} == written_at

@@ -232,7 +232,8 @@ def wait_for_dataset(config: DatasetConfig, submission: Submission, poll_s: floa
     output_dir = Path(config.output_dir)
     names = submission.folders
     total = sum(folder_status(output_dir, n, submission.queue).n_samples for n in names)
-    bar = tqdm(total=total, desc=f"{output_dir.name} (array {submission.array_id})",
+    array = f" (array {submission.array_id})" if submission.array_id else ""
+    bar = tqdm(total=total, desc=f"{output_dir.name}{array}",
                unit="img", disable=not progress)
     with bar:
         while True:
