@@ -56,9 +56,22 @@ from two4two.dataset_config import (
     intervention_dirname,
     make_sampler,
 )
-from two4two.errors import Two4TwoError
+from two4two.dataset_folder import (
+    INTERVENTION,
+    LOCK,
+    PARAMETERS,
+    PLANNED,
+    SPLIT_ARGS,
+    DatasetError,
+    DatasetLockedError,
+    foreign_split,
+    read_json,
+    split_is_complete,
+    verify_complete,
+    write_json,
+)
 from two4two.files import append_line
-from two4two.locking import FolderLock, FolderLockedError
+from two4two.locking import FolderLock
 from two4two.scene_parameters import (
     SceneParameters,
     load_jsonl,
@@ -66,60 +79,20 @@ from two4two.scene_parameters import (
     read_jsonl_lenient,
     write_jsonl,
 )
-from two4two.verify import bad_images
 
-__all__ = ["DatasetError", "DatasetLockedError", "DirPlan", "RenderFn", "finish_split",
-           "plan_dataset", "pooled_renderer", "render_dataset_config", "render_missing",
-           "split_is_complete"]
+__all__ = ["INTERVENTION", "LOCK", "PARAMETERS", "PLANNED", "SPLIT_ARGS", "DatasetError",
+           "DatasetLockedError", "DirPlan", "RenderFn", "finish_split", "plan_dataset",
+           "pooled_renderer", "render_dataset_config", "render_missing", "split_is_complete"]
 
 RenderFn = Callable[..., Iterator[tuple[np.ndarray, np.ndarray, SceneParameters]]]
 """Signature of :func:`two4two.blender.render`."""
-
-PARAMETERS = "parameters.jsonl"
-PLANNED = "planned.jsonl"
-SPLIT_ARGS = "split_args.json"
-INTERVENTION = "intervention.json"
-LOCK = ".two4two_render.lock"
-"""The lock file in a dataset folder while a render writes it."""
 
 # split_args keys that must match for a rerun to continue an existing split
 _IDENTITY_KEYS = ("sampler", "sampler_config", "n_samples", "unbiased", "resolution",
                   "render_samples", "seed", "modified_attributes")
 
 
-class DatasetError(Two4TwoError, RuntimeError):
-    """A dataset directory cannot be written or resumed; the message names it and the fix."""
-
-
-class DatasetLockedError(DatasetError, FolderLockedError):
-    """Another process is rendering into the dataset folder (``holder`` says which)."""
-
-
 # --------------------------------------------------------------------------- small file helpers
-
-
-def _write_json(path: Path, data: Any) -> None:
-    utils.atomic_write_text(path, json.dumps(data, indent=2) + "\n")
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise DatasetError(f"{path}: cannot read ({error}); delete it or set "
-                           "force_overwrite = true") from None
-
-
-
-def split_is_complete(directory: str | os.PathLike) -> bool:
-    """Whether ``directory`` holds a split marked complete in its ``split_args.json``."""
-    path = Path(directory) / SPLIT_ARGS
-    if not path.is_file():
-        return False
-    try:
-        return bool(json.loads(path.read_text(encoding="utf-8")).get("complete", False))
-    except (OSError, ValueError):
-        return False
 
 
 def _is_dataset_dir(directory: Path) -> bool:
@@ -305,15 +278,15 @@ def _prepare_dir(directory: Path, wanted_args: dict[str, Any],
     """Load or create the plan of ``directory``; ``None`` if it is complete and verified."""
     args_path, planned_path = directory / SPLIT_ARGS, directory / PLANNED
     if args_path.is_file():
-        stored = _read_json(args_path)
+        stored = read_json(args_path)
         if "complete" not in stored and not planned_path.exists():
-            return _foreign_split(directory, stored, wanted_args)
+            return foreign_split(directory, stored, wanted_args)
         _check_identity(directory, stored, wanted_args)
         if stored.get("complete"):
-            repair = _verify_complete(directory, wanted_args["n_samples"], plan, progress)
+            repair = verify_complete(directory, wanted_args["n_samples"], plan, progress)
             if repair is None:
                 if stored != {**wanted_args, "complete": True}:
-                    _write_json(args_path, {**wanted_args, "complete": True})
+                    write_json(args_path, {**wanted_args, "complete": True})
                 return None
             write_jsonl(planned_path, repair)  # re-render what failed to verify
     if planned_path.is_file():
@@ -333,90 +306,8 @@ def _prepare_dir(directory: Path, wanted_args: dict[str, Any],
         directory.mkdir(parents=True, exist_ok=True)
         planned = plan()
         write_jsonl(planned_path, planned)
-    _write_json(args_path, {**wanted_args, "complete": False})
+    write_json(args_path, {**wanted_args, "complete": False})
     return planned
-
-
-def _read_intact_lines(path: Path) -> tuple[list[SceneParameters], str | None]:
-    """The scenes of ``path`` up to its first damaged line, and what the damage is
-    (``None``: every line is a scene; blank lines are skipped)."""
-    if not path.is_file():
-        return [], f"{path} is missing"
-    lines = path.read_bytes().split(b"\n")
-    scenes: list[SceneParameters] = []
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            scenes.append(SceneParameters.load(json.loads(raw)))
-        except ValueError as error:
-            cut = number == len(lines)  # no newline after it: an interrupted append
-            what = "is cut off" if cut else f"is not a scene ({error})"
-            return scenes, f"{path}: line {number} {what}"
-    return scenes, None
-
-
-def _same_scenes(a: Sequence[SceneParameters], b: Sequence[SceneParameters]) -> bool:
-    return [json.dumps(p.state_dict(), sort_keys=True) for p in a] == \
-        [json.dumps(p.state_dict(), sort_keys=True) for p in b]
-
-
-def _verify_complete(directory: Path, n_samples: int,
-                     plan: Callable[[], list[SceneParameters]], progress: bool,
-                     ) -> list[SceneParameters] | None:
-    """Check a split marked complete; ``None`` if it is intact, else the plan that
-    re-renders what failed (after removing the bad files and cutting
-    ``parameters.jsonl`` back to its intact lines).
-
-    Lines are checked first: a damaged or missing line is restored from the seeded plan,
-    made again (possible when it reproduces the intact lines, ids included). Then every
-    image and mask is opened (:func:`two4two.verify.bad_images`).
-    """
-    params_path = directory / PARAMETERS
-    recorded, damage = _read_intact_lines(params_path)
-    if damage is None and len(recorded) != n_samples:
-        damage = f"{params_path} holds {len(recorded)} scenes, expected {n_samples}"
-    planned = recorded
-    if damage is not None:
-        planned = plan()
-        if len(planned) != n_samples or not _same_scenes(recorded, planned[: len(recorded)]):
-            raise DatasetError(
-                f"{damage}, and making the plan again does not give the intact lines back "
-                "(a split rendered by an older version, or another sampler); set "
-                "force_overwrite = true to render the split again"
-            )
-        _say(progress, f"{damage}; restoring it from the seeded plan and rendering the "
-                       f"{n_samples - len(recorded)} scene(s) from there on again")
-    bad = bad_images(directory, recorded, progress)
-    if damage is None and not bad:
-        return None
-    if bad:
-        name, (_, problem) = next(iter(bad.items()))
-        _say(progress, f"{directory}: {len(bad)} image file(s) fail to verify (e.g. {name}: "
-                       f"{problem}); rendering them again")
-        for name in bad:
-            (directory / name).unlink(missing_ok=True)
-    if damage is not None:
-        write_jsonl(params_path, recorded)
-    return planned
-
-
-def _say(progress: bool, message: str) -> None:
-    if progress:
-        tqdm.write(f"two4two: {message}")
-
-
-def _foreign_split(directory: Path, stored: dict[str, Any],
-                   wanted: dict[str, Any]) -> list[SceneParameters] | None:
-    """A split written by another tool (e.g. the released datasets): accept it if complete."""
-    path = directory / PARAMETERS
-    n_lines = len(load_jsonl(path)) if path.is_file() else 0
-    if n_lines >= wanted["n_samples"]:
-        return None
-    raise DatasetError(
-        f"{directory} was not written by this tool and holds {n_lines} of "
-        f"{wanted['n_samples']} scenes; set force_overwrite = true to re-render it"
-    )
 
 
 def finish_split(directory: Path, args: dict[str, Any], n_samples: int) -> None:
@@ -426,7 +317,7 @@ def finish_split(directory: Path, args: dict[str, Any], n_samples: int) -> None:
     if len(recorded) != n_samples:
         raise DatasetError(f"{directory}: {len(recorded)} of {n_samples} scenes recorded "
                            "after rendering; rerun to finish the split")
-    _write_json(directory / SPLIT_ARGS, {**args, "complete": True})
+    write_json(directory / SPLIT_ARGS, {**args, "complete": True})
     (directory / PLANNED).unlink(missing_ok=True)
 
 
@@ -487,7 +378,7 @@ def _plan_intervention_dir(config: DatasetConfig, split: SplitConfig, split_plan
         if [p.original_id for p in planned] != [p.id for p in originals]:
             raise DatasetError(f"{directory}: its scenes are not clones of {split.name}'s "
                                "scenes in order; set force_overwrite = true to start over")
-        _write_json(directory / INTERVENTION, {"modified_attributes": list(attrs),
+        write_json(directory / INTERVENTION, {"modified_attributes": list(attrs),
                                                "split_args": {**split_args, "complete": True},
                                                "dirname": dirname})
     return DirPlan(directory, args, planned)

@@ -66,14 +66,9 @@ import numpy as np
 from PIL import Image
 
 from two4two._blender import geometry
+from two4two._blender.devices import select_device
 from two4two._blender.exr import read_exr_channels
-from two4two._blender.spec import (
-    DEFAULT_VIEW_TRANSFORM,
-    RenderSpec,
-    backends_to_try,
-    mask_from_index_pass,
-    worker_devices,
-)
+from two4two._blender.spec import DEFAULT_VIEW_TRANSFORM, RenderSpec, mask_from_index_pass
 from two4two.errors import Two4TwoError
 
 __all__ = ["EXPOSURE_EV", "SUBDIVISION_LEVEL", "BlenderScene", "HeatWeightError",
@@ -119,43 +114,6 @@ class SceneTimings:
     render_cpu: float = 0.0  # CPU seconds of this process (all threads) in that call
     image: float = 0.0  # colour-managed 8-bit BMP to the scratch folder and back
     mask: float = 0.0  # object-index pass as EXR to the scratch folder and back
-
-
-def select_device(preference: str, worker_id: int = 0) -> str:
-    """Choose Cycles' device (see :data:`two4two._blender.spec.DEVICES`); a GPU choice
-    switches on one GPU for this worker (:func:`~two4two._blender.spec.worker_devices`).
-
-    Returns:
-        ``'CPU'`` or the GPU backend in use (``'OPTIX'``, ``'CUDA'``, ...).
-
-    Raises:
-        RuntimeError: ``gpu``, ``cuda`` or ``optix`` was asked for and Cycles finds no
-            such device (the message names it and ``CUDA_VISIBLE_DEVICES``).
-    """
-    backends = backends_to_try(preference)
-    if not backends:
-        return "CPU"
-    prefs = bpy.context.preferences.addons["cycles"].preferences
-    for backend in backends:
-        try:
-            prefs.compute_device_type = backend
-        except TypeError:  # backend not compiled into this build
-            continue
-        prefs.get_devices()
-        devices = list(prefs.get_devices_for_type(backend))
-        use = worker_devices([d.type for d in devices], backend, worker_id)
-        if any(use):
-            for d, on in zip(devices, use, strict=True):
-                d.use = on
-            return backend
-    prefs.compute_device_type = "NONE"
-    if preference == "auto":
-        return "CPU"
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    seen = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
-    wanted = "/".join(backends) if preference != "gpu" else "CUDA/OptiX/HIP/oneAPI"
-    raise RuntimeError(f"render_device={preference!r}, but Cycles finds no {wanted} "
-                       f"device{seen}; use render_device='cpu' or run on a GPU node")
 
 
 class BlenderScene:
