@@ -49,6 +49,7 @@ from tqdm import tqdm
 
 from two4two import utils
 from two4two.bias import Sampler
+from two4two.cluster.shards import SHARDS
 from two4two.dataset_config import (
     DatasetConfig,
     SplitConfig,
@@ -416,14 +417,21 @@ def render_dataset_config(config: DatasetConfig, render_fn: RenderFn | None = No
         the directories written (splits, then their intervention directories).
 
     Raises:
-        DatasetError: an existing directory conflicts with the config, or a scene
-            fails ``check_values()`` (nothing of that split is rendered).
+        DatasetError: an existing directory conflicts with the config, a scene
+            fails ``check_values()`` (nothing of that split is rendered), or the
+            dataset is being rendered as a SLURM job array (``.shards/`` exists).
         DatasetLockedError: another process is rendering into ``config.output_dir``.
         two4two.blender.RenderError: bpy is missing or a worker died (rerun to resume).
         OSError: the disk is full or read-only (what was written so far resumes).
     """
     with FolderLock(config.output_dir, name=LOCK, purpose="rendering",
                     error=DatasetLockedError):
+        shards = Path(config.output_dir) / SHARDS
+        if shards.is_dir():
+            raise DatasetError(
+                f"{config.output_dir} is being rendered as a SLURM job array ({shards} holds "
+                "its shards): follow it with --status and finish it with --executor slurm, "
+                f"or delete {shards} to render it here")
         if render_fn is not None:
             return _render_all(config, render_fn, progress, sampler)
         return _render_pooled(config, progress, sampler)

@@ -4,6 +4,7 @@ local render of the same config. The real SLURM runs are in test_cluster_slurm.p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -211,3 +212,19 @@ def test_the_command_line_reads_the_slurm_flags(tmp_path: Path, capsys) -> None:
         assert cli_tool.main([str(config), "--executor", "slurm", *flags]) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and word in err
+
+
+def test_a_cluster_render_refuses_force_overwrite_and_a_local_render_its_shards(
+        tmp_path: Path) -> None:
+    _, config = configs(tmp_path)
+    submit_dataset(config, settings=SIZE, executor=FakeExecutor(None), progress=False,
+                   queue=FakeQueue())
+    with pytest.raises(DatasetError, match="force_overwrite"):
+        submit_dataset(dataclasses.replace(config, force_overwrite=True), settings=SIZE,
+                       executor=FakeExecutor(None), progress=False, queue=FakeQueue())
+    # --status never deletes, whatever the config says
+    rows = dataset_status(dataclasses.replace(config, force_overwrite=True), FakeQueue())
+    assert [r.counts["failed"] for r in rows] == [3, 3, 3, 3]
+    assert (tmp_path / "cluster" / "train" / "planned.jsonl").is_file()
+    with pytest.raises(DatasetError, match=r"SLURM job array .*--status"):
+        render_dataset(tmp_path / "cluster.toml", render_fn=FakeRenderer(), progress=False)

@@ -126,12 +126,17 @@ def submit_dataset(config: DatasetConfig, *, settings: SlurmSettings | None = No
 
     Raises:
         DatasetLockedError: another process renders or submits into the same folder.
-        DatasetError: the folder conflicts with the config, or a shard's files do not
-            match its marker.
+        DatasetError: the folder conflicts with the config, a shard's files do not
+            match its marker, or the config sets ``force_overwrite``.
         two4two.cluster.queue.QueueError: ``squeue`` cannot be asked.
     """
     settings = settings or config.slurm
     output_dir = Path(config.output_dir)
+    if config.force_overwrite:
+        raise DatasetError(
+            f"{output_dir}: force_overwrite = true would delete the dataset at every "
+            "resubmission and status call of a cluster render; remove it from the config "
+            "(delete the folder by hand to start over)")
     given_queue = queue
     queue = queue or _queue_for(executor, {})
     with FolderLock(output_dir, name=LOCK, purpose="planning a cluster render",
@@ -231,7 +236,9 @@ def wait_for_dataset(config: DatasetConfig, submission: Submission, poll_s: floa
     """
     output_dir = Path(config.output_dir)
     names = submission.folders
-    total = sum(folder_status(output_dir, n, submission.queue).n_samples for n in names)
+    total = sum(row.n_samples for row in
+                (folder_status(output_dir, n, submission.queue) for n in names)
+                if not row.complete)
     array = f" (array {submission.array_id})" if submission.array_id else ""
     bar = tqdm(total=total, desc=f"{output_dir.name}{array}",
                unit="img", disable=not progress)
