@@ -14,12 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+from ddp_check import assert_two_processes_match_one, tiny_ddp_experiment
 from slurm_cluster import SlurmCluster
 
-from dubfiv import config as cfg
-from dubfiv.testing import tiny_experiment, write_fake_two4two
-from dubfiv.train import CHECKPOINT, load_checkpoint, train
 from dubfiv.train.distributed import first_host, slurm_environment
 from dubfiv.train.errors import TrainingError
 
@@ -102,11 +99,7 @@ def test_bad_task_variables_raise(change: dict[str, str], message: str) -> None:
 
 
 def test_srun_two_tasks_match_one_process(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
-    write_fake_two4two(tmp_path / "data" / "fake", {"train": 48, "validation": 20},
-                       image_size=16, seed=4)
-    config = tiny_experiment(tmp_path / "data", n_train_samples=160, val_every_samples=80,
-                             checkpoint_every_samples=80, sample_every_samples=160)
-    config_file = cfg.save_experiment(config, tmp_path / "exp.toml")
+    config, config_file = tiny_ddp_experiment(tmp_path)
     env = {**slurm_cluster.env, "OMP_NUM_THREADS": "1"}
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)  # dubfiv derives them from the SLURM task variables
@@ -117,20 +110,4 @@ def test_srun_two_tasks_match_one_process(slurm_cluster: SlurmCluster, tmp_path:
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900,
                             check=False)
     assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = (tmp_path / "ddp").iterdir()  # one run directory: only rank 0 writes
-    log = (run_dir / "train.log").read_text()
-    assert "2 processes" in log and "parameters identical on all 2 processes" in log
-    ddp = load_checkpoint(run_dir / CHECKPOINT)
-    assert ddp["samples_seen"] == 160
-    assert [r["n"] for r in ddp["history"]["validation"]] == [20, 20]  # whole split, sharded
-
-    torch.set_num_threads(1)
-    single = load_checkpoint(train(config, tmp_path / "one", device="cpu", progress=False)
-                             / CHECKPOINT)
-    for name, value in single["model_state"].items():
-        assert torch.allclose(ddp["model_state"][name], value, rtol=1e-3, atol=1e-4), name
-    for a, b in zip(single["history"]["validation"], ddp["history"]["validation"], strict=True):
-        assert a["bits_per_dim"] == pytest.approx(b["bits_per_dim"], abs=1e-3)
-        assert a["head_0_accuracy"] == pytest.approx(b["head_0_accuracy"], abs=0.051)
-    for a, b in zip(single["history"]["train"], ddp["history"]["train"], strict=True):
-        assert a["loss"] == pytest.approx(b["loss"], abs=1e-3)
+    assert_two_processes_match_one(tmp_path / "ddp", config, tmp_path)
