@@ -228,3 +228,14 @@ def test_a_cluster_render_refuses_force_overwrite_and_a_local_render_its_shards(
     assert (tmp_path / "cluster" / "train" / "planned.jsonl").is_file()
     with pytest.raises(DatasetError, match=r"SLURM job array .*--status"):
         render_dataset(tmp_path / "cluster.toml", render_fn=FakeRenderer(), progress=False)
+
+
+def test_without_sbatch_nothing_is_planned(tmp_path: Path, capsys,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write_config(tmp_path / "c.toml", tmp_path / "data", splits=TINY_SPLITS)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    monkeypatch.setattr(cli_tool, "_check_bpy", lambda: None)
+    assert cli_tool.main([str(config), "--executor", "slurm", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sbatch is not on PATH" in err
+    assert not (tmp_path / "data").exists()

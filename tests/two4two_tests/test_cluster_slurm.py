@@ -135,3 +135,14 @@ def test_a_preempted_task_is_requeued_and_goes_on_from_its_files(slurm_cluster,
     (train,) = wait_for_dataset(config, submission, poll_s=0.5, progress=False)
     assert (train / PARAMETERS).read_bytes().count(b"\n") == 10
     assert {name: (train / name).stat().st_mtime_ns for name in written_at} == written_at
+
+
+def test_sbatch_refusing_the_array_is_one_line_and_leaves_no_shards(
+        slurm_cluster, tmp_path: Path, capsys) -> None:
+    config = write_config(tmp_path / "c.toml", tmp_path / "data", splits=SPLITS)
+    assert cli_tool.main([str(config), "--executor", "slurm", "--no-progress",
+                          "--slurm-partition", "no_such_partition"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "submitting the array failed" in err and "partition" in err
+    assert not (tmp_path / "data" / ".shards").exists()

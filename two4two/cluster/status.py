@@ -131,6 +131,9 @@ def format_status(output_dir: str | os.PathLike, rows: Sequence[FolderStatus]) -
             lines.append(f"{row.dirname:<28} {'complete (assembled)':>36} "
                          f"{f'{row.n_samples}/{row.n_samples}':>15} {'-':>7} {'-':>8}")
             continue
+        if total == 0:
+            lines.append(f"{row.dirname:<28} not submitted (run with --executor slurm)")
+            continue
         c = row.counts
         lines.append(f"{row.dirname:<28} {total:>6} {c['done']:>5} {c['running']:>5} "
                      f"{c['pending']:>5} {c['failed']:>5} {c['missing']:>5} "

@@ -10,7 +10,10 @@ assembled first, so the same call, repeated, finishes the dataset.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,14 @@ from tqdm import tqdm
 
 from two4two.bias import Sampler
 from two4two.cluster.assemble import assemble_folder, remove_shards_if_done
-from two4two.cluster.queue import HandleQueue, JobQueue, SlurmQueue, read_jobs, record_jobs
+from two4two.cluster.queue import (
+    JOBS,
+    HandleQueue,
+    JobQueue,
+    SlurmQueue,
+    read_jobs,
+    record_jobs,
+)
 from two4two.cluster.settings import SlurmSettings
 from two4two.cluster.shards import (
     SHARDS,
@@ -36,8 +46,15 @@ from two4two.dataset import LOCK, DatasetError, DatasetLockedError, DirPlan, pla
 from two4two.dataset_config import DatasetConfig, intervention_dirname
 from two4two.locking import FolderLock
 
-__all__ = ["ShardsFailedError", "Submission", "assemble_finished", "dataset_status",
-           "submit_dataset", "wait_for_dataset"]
+__all__ = [
+    "ShardsFailedError",
+    "Submission",
+    "SubmitError",
+    "assemble_finished",
+    "dataset_status",
+    "submit_dataset",
+    "wait_for_dataset",
+]
 
 SUBMITIT_FOLDER = "submitit"
 """``.shards/submitit``: submitit's scripts, pickles and the tasks' logs."""
@@ -45,6 +62,10 @@ SUBMITIT_FOLDER = "submitit"
 
 class ShardsFailedError(DatasetError):
     """Some shards ended without finishing; the same command submits them again."""
+
+
+class SubmitError(DatasetError):
+    """``sbatch`` is missing or refused the array (the message has its last line)."""
 
 
 @dataclasses.dataclass
@@ -88,6 +109,31 @@ def _shards_of(plan: DirPlan, output_dir: Path, shard_size: int, progress: bool)
         tqdm.write(f"two4two: {dirname} was cut into shards of {cut['shard_size']} scenes "
                    f"when first submitted; keeping that (not {shard_size})")
     return cut_shards(dirname, cut["n_samples"], cut["shard_size"])
+
+
+def check_sbatch() -> None:
+    """Raise :class:`SubmitError` unless ``sbatch`` is on PATH."""
+    if shutil.which("sbatch") is None:
+        raise SubmitError("sbatch is not on PATH: submit from a login node of the SLURM "
+                          "cluster, or render here with --executor local")
+
+
+def _submit(executor: Any, jobs: list[ShardJob], output_dir: Path) -> list[Any]:
+    """``executor.map_array`` over ``jobs``; an ``sbatch`` that refuses becomes one line
+    (and a ``.shards/`` that never had a task is removed again)."""
+    from submitit.core.utils import FailedJobError
+
+    try:
+        # submitit prints sbatch's complaint to stderr as well: it goes into the one line
+        with contextlib.redirect_stderr(io.StringIO()):
+            return executor.map_array(ShardTask(), jobs)
+    except (FailedJobError, OSError) as error:
+        if not (output_dir / SHARDS / JOBS).exists():
+            shutil.rmtree(output_dir / SHARDS, ignore_errors=True)
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        last = lines[-1] if lines else repr(error)
+        raise SubmitError(f"submitting the array failed: {last}; check "
+                          "--slurm-partition/--slurm-account and the cluster (sinfo)") from None
 
 
 def make_slurm_executor(output_dir: Path, settings: SlurmSettings, name: str) -> Any:
@@ -137,6 +183,8 @@ def submit_dataset(config: DatasetConfig, *, settings: SlurmSettings | None = No
             f"{output_dir}: force_overwrite = true would delete the dataset at every "
             "resubmission and status call of a cluster render; remove it from the config "
             "(delete the folder by hand to start over)")
+    if executor is None:
+        check_sbatch()
     given_queue = queue
     queue = queue or _queue_for(executor, {})
     with FolderLock(output_dir, name=LOCK, purpose="planning a cluster render",
@@ -149,7 +197,7 @@ def submit_dataset(config: DatasetConfig, *, settings: SlurmSettings | None = No
             if executor is None:
                 executor = make_slurm_executor(output_dir, settings,
                                                f"two4two-{output_dir.name}")
-            jobs = executor.map_array(ShardTask(), [ShardJob(config, s) for s in todo])
+            jobs = _submit(executor, [ShardJob(config, s) for s in todo], output_dir)
         job_ids = [str(job.job_id) for job in jobs]
         record_jobs(output_dir, todo, job_ids)
         if len(complete) == len(plans):
