@@ -15,7 +15,7 @@ from two4two_fakes import TINY_SPLITS, FakeRenderer, write_config
 from two4two import cli_tool
 from two4two.cli_tool import render_dataset
 from two4two.cluster.settings import SlurmSettings, parse_minutes
-from two4two.cluster.shards import DONE, FAILED, SHARDS, cut_shards, shard_dir
+from two4two.cluster.shards import DONE, FAILED, SHARDS, cut_shards, file_sha256, shard_dir
 from two4two.cluster.status import format_status
 from two4two.cluster.submit import (
     ShardsFailedError,
@@ -23,6 +23,7 @@ from two4two.cluster.submit import (
     submit_dataset,
     wait_for_dataset,
 )
+from two4two.cluster.task import ShardJob, render_shard
 from two4two.dataset import DatasetError
 from two4two.dataset_config import DatasetConfigError, load_dataset_configs
 
@@ -192,7 +193,9 @@ def test_a_folder_keeps_its_first_shard_size(tmp_path: Path) -> None:
                    queue=FakeQueue({}))
     rerun = submit_dataset(config, settings=SlurmSettings(shard_size=5),
                            executor=FakeExecutor(None), progress=False, queue=FakeQueue())
-    assert len(rerun.submitted) == 12 and {s.count for s in rerun.submitted} <= {1, 2}
+    assert [(s.dirname, s.start, s.stop) for s in rerun.submitted[:4]] == [
+        ("train", 0, 2), ("train", 2, 4), ("train", 4, 6), ("test", 0, 2)]
+    assert len(rerun.submitted) == 12
 
 
 def test_the_command_line_reads_the_slurm_flags(tmp_path: Path, capsys) -> None:
@@ -239,3 +242,68 @@ def test_without_sbatch_nothing_is_planned(tmp_path: Path, capsys,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "sbatch is not on PATH" in err
     assert not (tmp_path / "data").exists()
+
+
+def _complete_cluster_render(tmp_path: Path, renderer: FakeRenderer):
+    local_file, config = configs(tmp_path)
+    render_dataset(local_file, render_fn=FakeRenderer(), progress=False)
+    first = submit_dataset(config, settings=SIZE, executor=FakeExecutor(renderer),
+                           progress=False, queue=FakeQueue())
+    assert all(r.complete for r in dataset_status(config, FakeQueue()))
+    return config, first
+
+
+def test_a_damaged_image_of_a_finished_folder_renders_that_image_only(tmp_path: Path) -> None:
+    renderer = FakeRenderer()
+    config, _ = _complete_cluster_render(tmp_path, renderer)
+    mask = next((tmp_path / "cluster" / "train").glob("*_mask.png"))
+    mask.write_bytes(mask.read_bytes()[:40])  # cut short
+    n_before = len(renderer.rendered)
+    again = submit_dataset(config, settings=SIZE, executor=FakeExecutor(renderer),
+                           progress=False, queue=FakeQueue())
+    assert [s.dirname for s in again.submitted] == ["train"] * 3
+    assert len(renderer.rendered) - n_before == 1  # the others are linked in, not rendered
+    assert all(r.complete for r in dataset_status(config, FakeQueue()))
+    assert tree_digest(tmp_path / "local") == tree_digest(tmp_path / "cluster")
+
+
+def test_an_image_failing_after_assembly_unmarks_its_shard(tmp_path: Path) -> None:
+    local_file, config = configs(tmp_path)
+    render_dataset(local_file, render_fn=FakeRenderer(), progress=False)
+    renderer = FakeRenderer()
+    first = submit_dataset(config, settings=SIZE, executor=FakeExecutor(renderer),
+                           progress=False, queue=FakeQueue())
+    shard = first.submitted[1]
+    folder = shard_dir(config.output_dir, shard)
+    png = sorted(folder.glob("*_mask.png"))[0]
+    png.write_bytes(png.read_bytes()[:40])  # damaged after its task checked it ...
+    marker = json.loads((folder / DONE).read_text())
+    marker["files"][png.name] = file_sha256(png)  # ... with a checksum to match
+    (folder / DONE).write_text(json.dumps(marker))
+    with pytest.raises(DatasetError, match=r"after assembly \(1 file"):
+        dataset_status(config, FakeQueue())
+    assert not (tmp_path / "cluster" / "train" / png.name).exists()
+    assert not (folder / DONE).exists()
+    n_before = len(renderer.rendered)
+    again = submit_dataset(config, settings=SIZE, executor=FakeExecutor(renderer),
+                           progress=False, queue=FakeQueue())
+    assert again.submitted == [shard] and len(renderer.rendered) - n_before == 1
+    assert all(r.complete for r in dataset_status(config, FakeQueue()))
+    assert tree_digest(tmp_path / "local") == tree_digest(tmp_path / "cluster")
+
+
+def test_leftover_shards_of_a_finished_folder_and_stale_tasks_change_nothing(
+        tmp_path: Path) -> None:
+    config, first = _complete_cluster_render(tmp_path, FakeRenderer())
+    # an assembly cut short after marking the folder complete leaves its shards
+    leftover = tmp_path / "cluster" / SHARDS / "train"
+    leftover.mkdir(parents=True)
+    (leftover / "cut.json").write_text('{"n_samples": 6, "shard_size": 2}')
+    assert all(r.complete for r in dataset_status(config, FakeQueue(), assemble=False))
+    submit_dataset(config, settings=SIZE, executor=FakeExecutor(None), progress=False,
+                   queue=FakeQueue())
+    assert not (tmp_path / "cluster" / SHARDS).exists()
+    # a task that starts after its folder was finished writes nothing
+    stale = ShardJob(config, first.submitted[0])
+    assert render_shard(stale, render_fn=FakeRenderer()) is None
+    assert not (tmp_path / "cluster" / SHARDS).exists()

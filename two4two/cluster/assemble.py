@@ -11,6 +11,7 @@ interrupted and run again: a file already moved is recognised by its checksum.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from two4two.cluster.shards import (
+    CUT,
+    DONE,
     SHARDS,
     Shard,
     ShardMarker,
@@ -27,8 +30,11 @@ from two4two.cluster.shards import (
     read_marker,
     shard_dir,
 )
+from two4two.cluster.task import SHARD_LOCK, ShardLockedError
 from two4two.dataset import PARAMETERS, DatasetError, DirPlan, finish_split
 from two4two.files import atomic_write_bytes
+from two4two.locking import FolderLock
+from two4two.scene_parameters import SceneParameters
 from two4two.verify import bad_images
 
 __all__ = ["assemble_folder", "remove_shards_if_done"]
@@ -64,42 +70,60 @@ def _shard_parameters(folder: Path, marker: ShardMarker, shard: Shard,
 
 def assemble_folder(output_dir: str | os.PathLike, plan: DirPlan, shards: Sequence[Shard],
                     progress: bool = False) -> None:
-    """Move every shard of ``plan``'s folder into it, finish and verify it, then delete
-    ``.shards/<folder>``. Every shard must be done (hold the dataset's lock).
+    """Move every shard of ``plan``'s folder into it, verify it, mark it complete, then
+    delete ``.shards/<folder>``. Every shard must be done (hold the dataset's lock);
+    each shard's lock is held while it is moved, so that no stale task writes into it.
 
     Raises:
-        DatasetError: a shard is not done, a file does not match its checksum, or the
-            assembled folder fails to verify.
+        DatasetError: a shard is not done or still locked by a task, a file does not
+            match its checksum, or a moved image fails to open (its shard is then
+            marked not done, so that the next submission renders it again).
     """
     assert plan.planned is not None
     directory = plan.directory
     planned_ids = [p.id for p in plan.planned]
     parts: list[bytes] = []
-    for shard in shards:
-        folder = shard_dir(output_dir, shard)
-        marker = read_marker(folder)
-        if marker is None or not marker.matches(shard):
-            raise DatasetError(f"{folder}: the shard is not done; render it first")
-        parts.append(_shard_parameters(folder, marker, shard, planned_ids))
-        for name, sha256 in marker.files.items():
-            if name != PARAMETERS:
-                _move_checked(folder / name, directory / name, sha256)
+    with contextlib.ExitStack() as locks:
+        for shard in shards:
+            folder = shard_dir(output_dir, shard)
+            locks.enter_context(FolderLock(folder, name=SHARD_LOCK, purpose="assembling",
+                                           error=ShardLockedError))
+            marker = read_marker(folder)
+            if marker is None or not marker.matches(shard):
+                raise DatasetError(f"{folder}: the shard is not done; render it first")
+            parts.append(_shard_parameters(folder, marker, shard, planned_ids))
+            for name, sha256 in marker.files.items():
+                if name != PARAMETERS:
+                    _move_checked(folder / name, directory / name, sha256)
+        _verify_moved(output_dir, directory, plan.planned, shards, progress)
     atomic_write_bytes(directory / PARAMETERS, b"".join(parts))
     finish_split(directory, plan.args, plan.n_samples)
-    bad = bad_images(directory, plan.planned, progress)
-    if bad:
-        name, (_, problem) = next(iter(bad.items()))
-        raise DatasetError(f"{directory / name}: {problem}, after assembly; rerun the same "
-                           "command to render what fails again")
     shutil.rmtree(folder_shards_dir(output_dir, directory.name), ignore_errors=True)
 
 
-def remove_shards_if_done(output_dir: str | os.PathLike, keep: Sequence[str] = ()) -> None:
-    """Delete ``<output_dir>/.shards`` once no folder is left in it but ``keep`` (the
+def _verify_moved(output_dir: str | os.PathLike, directory: Path,
+                  planned: Sequence[SceneParameters], shards: Sequence[Shard],
+                  progress: bool) -> None:
+    """Open every moved image; remove those that fail and unmark their shards."""
+    bad = bad_images(directory, planned, progress)
+    if not bad:
+        return
+    position = {p.id: i for i, p in enumerate(planned)}
+    for name, (scene, _) in bad.items():
+        (directory / name).unlink(missing_ok=True)
+        shard = next(s for s in shards if s.start <= position[scene.id] < s.stop)
+        (shard_dir(output_dir, shard) / DONE).unlink(missing_ok=True)
+    name, (_, problem) = next(iter(bad.items()))
+    raise DatasetError(f"{directory / name}: {problem}, after assembly ({len(bad)} file(s) "
+                       "fail); they are removed and their shards marked not done: submit "
+                       "again (--executor slurm) to render them")
+
+
+def remove_shards_if_done(output_dir: str | os.PathLike) -> None:
+    """Delete ``<output_dir>/.shards`` once no folder in it is cut into shards (the
     submitit logs go with it): a finished dataset looks as a local render left it."""
     root = Path(output_dir) / SHARDS
     if not root.is_dir():
         return
-    left = [p for p in root.iterdir() if p.is_dir() and p.name not in keep]
-    if not any((p / "cut.json").exists() for p in left):
+    if not any((p / CUT).exists() for p in root.iterdir() if p.is_dir()):
         shutil.rmtree(root, ignore_errors=True)

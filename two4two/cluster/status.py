@@ -73,7 +73,7 @@ def folder_status(output_dir: str | os.PathLike, dirname: str, queue: JobQueue,
     """
     directory = Path(output_dir) / dirname
     cut = read_cut(output_dir, dirname)
-    if split_is_complete(directory) and cut is None:
+    if split_is_complete(directory):  # (shards an assembly cut short left go next time)
         n = _count_lines(directory / PARAMETERS)
         return FolderStatus(dirname, n, complete=True, images_done=n)
     if cut is None:  # never planned for the cluster

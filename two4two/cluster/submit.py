@@ -35,6 +35,7 @@ from two4two.cluster.shards import (
     SHARDS,
     Shard,
     cut_shards,
+    folder_shards_dir,
     read_cut,
     read_marker,
     shard_dir,
@@ -233,7 +234,8 @@ def _todo_and_assemble(plans: list[DirPlan], output_dir: Path, settings: SlurmSe
     assembled: list[Path] = []
     complete: list[Path] = []
     for plan in plans:
-        if plan.planned is None:
+        if plan.planned is None:  # complete (an assembly cut short may have left its shards)
+            shutil.rmtree(folder_shards_dir(output_dir, plan.directory.name), ignore_errors=True)
             complete.append(plan.directory)
             continue
         shards = _shards_of(plan, output_dir, settings.shard_size, progress)

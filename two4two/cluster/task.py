@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import time
 import traceback
@@ -39,11 +40,12 @@ from two4two.dataset import (
     RenderFn,
     pooled_renderer,
     render_missing,
+    split_is_complete,
 )
 from two4two.dataset_config import DatasetConfig
 from two4two.locking import FolderLock, FolderLockedError
-from two4two.scene_parameters import SceneParameters, load_jsonl
-from two4two.verify import bad_images
+from two4two.scene_parameters import SceneParameters, load_jsonl, write_jsonl
+from two4two.verify import bad_images, image_problem
 
 __all__ = ["SHARD_LOCK", "ShardJob", "ShardLockedError", "ShardTask", "render_shard",
            "task_resources"]
@@ -109,8 +111,11 @@ def _job_id() -> str | None:
 
 
 def render_shard(job: ShardJob, render_fn: RenderFn | None = None,
-                 progress: bool = False) -> ShardMarker:
+                 progress: bool = False) -> ShardMarker | None:
     """Render ``job``'s shard (resuming what an earlier task of it left) and mark it done.
+
+    Images the folder itself already holds (a complete folder being repaired, or an
+    assembly that found a bad file) are linked in rather than rendered again.
 
     Args:
         job: the dataset config and the shard.
@@ -119,19 +124,22 @@ def render_shard(job: ShardJob, render_fn: RenderFn | None = None,
         progress: show a progress bar (the task's log).
 
     Returns:
-        the shard's marker (also written to ``done.json``).
+        the shard's marker (also written to ``done.json``), or ``None`` if its folder
+        is complete already (a stale task: nothing is written).
 
     Raises:
         ShardLockedError: another task renders this shard right now.
         DatasetError: the plan changed, or a rendered file fails to verify.
     """
     folder = job.folder
-    marker = read_marker(folder)
-    if marker is not None and marker.matches(job.shard):
-        return marker
+    if split_is_complete(job.plan_path.parent):
+        return None
     folder.mkdir(parents=True, exist_ok=True)
     with FolderLock(folder, name=SHARD_LOCK, purpose="rendering a shard",
                     error=ShardLockedError):
+        marker = read_marker(folder)  # read under the lock: another task may have finished
+        if marker is not None and marker.matches(job.shard):
+            return marker
         try:
             return _render_locked(job, render_fn, progress)
         except Exception as error:
@@ -147,6 +155,7 @@ def _render_locked(job: ShardJob, render_fn: RenderFn | None, progress: bool) ->
     (folder / FAILED).unlink(missing_ok=True)
     started = time.time()
     scenes = read_plan_slice(job.plan_path, shard.start, shard.stop)
+    _adopt_finished(folder, job.plan_path.parent, scenes)
     workers, threads = task_resources(config)
     if render_fn is not None:
         render_missing(folder, scenes, config, render_fn, progress)
@@ -174,9 +183,31 @@ def _render_locked(job: ShardJob, render_fn: RenderFn | None, progress: bool) ->
     return marker
 
 
+def _adopt_finished(folder: Path, directory: Path, scenes: list[SceneParameters]) -> None:
+    """Link into the shard folder the images of ``scenes`` that ``directory`` (the folder
+    being rendered) already holds intact, so that only the others are rendered. When
+    any are adopted, every scene is recorded, as the writer does for scenes whose files
+    went missing: :func:`~two4two.dataset.render_missing` then renders exactly those."""
+    adopted = 0
+    for scene in scenes:
+        size = (int(scene.resolution[0]), int(scene.resolution[1]))
+        for name, mode in ((scene.filename, "RGB"), (scene.mask_filename, "L")):
+            source, target = directory / name, folder / name
+            if target.exists() or not source.is_file() or image_problem(source, size, mode):
+                continue
+            try:
+                os.link(source, target)
+            except OSError:  # a file system without hard links
+                shutil.copy2(source, target)
+            adopted += 1
+    if adopted and not (folder / PARAMETERS).exists():
+        write_jsonl(folder / PARAMETERS, scenes)
+
+
 class ShardTask(submitit.helpers.Checkpointable):
     """The callable submitit runs per array task; requeued on preemption or timeout
     (the shard then goes on from the files already written)."""
 
-    def __call__(self, job: ShardJob) -> dict:
-        return dataclasses.asdict(render_shard(job, progress=False))
+    def __call__(self, job: ShardJob) -> dict | None:
+        marker = render_shard(job, progress=False)
+        return None if marker is None else dataclasses.asdict(marker)
