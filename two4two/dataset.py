@@ -7,7 +7,8 @@ Layout of a split directory ``<output_dir>/<split>/``:
 * ``<id>.png`` (RGB) and ``<id>_mask.png`` (uint8 labels 0..8), written by the
   renderer atomically (temporary file + rename);
 * ``split_args.json`` -- sampler, sampler_config, split, n_samples, unbiased,
-  interventions, resolution, render_samples, seed and ``complete``;
+  interventions, resolution, render_samples, seed, render_device and ``complete``
+  (a resume must match them all but split, interventions and complete);
 * ``planned.jsonl`` -- while the split is being rendered: all its scenes, drawn
   up front and written atomically; removed once the split is complete.
 
@@ -91,6 +92,10 @@ RenderFn = Callable[..., Iterator[tuple[np.ndarray, np.ndarray, SceneParameters]
 # split_args keys that must match for a rerun to continue an existing split
 _IDENTITY_KEYS = ("sampler", "sampler_config", "n_samples", "unbiased", "resolution",
                   "render_samples", "seed", "modified_attributes")
+# ... and these too, which do not change the plan (nor the ids drawn from it), only the
+# images: a split is rendered on one device. A split_args.json written before a key
+# existed holds its default.
+_RENDER_KEYS = {"render_device": "cpu"}
 
 
 # --------------------------------------------------------------------------- small file helpers
@@ -132,15 +137,17 @@ def _split_args(config: DatasetConfig, split: SplitConfig) -> dict[str, Any]:
         "resolution": list(config.resolution),
         "render_samples": config.render_samples,
         "seed": config.split_seed(split),
+        "render_device": config.render_device,
         "complete": False,
     }
 
 
 def _check_identity(directory: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
-    for key in _IDENTITY_KEYS:
-        if stored.get(key) != wanted.get(key):
+    for key in (*_IDENTITY_KEYS, *_RENDER_KEYS):
+        before = stored.get(key, _RENDER_KEYS.get(key))
+        if before != wanted.get(key):
             raise DatasetError(
-                f"{directory} was started with {key} = {stored.get(key)!r}, but the config "
+                f"{directory} was started with {key} = {before!r}, but the config "
                 f"now says {wanted.get(key)!r}; restore the config or set "
                 "force_overwrite = true to start the split over"
             )
