@@ -82,12 +82,11 @@ def run_array(args: argparse.Namespace, root: Path, tasks: int) -> Measured:
     (config,) = load_dataset_configs(config_file)
     settings = config.slurm.replace(shard_size=-(-args.n_images // tasks), cpus_per_task=1,
                                     time=120)
-    start_unix, start = time.time(), time.perf_counter()
+    start_unix = time.time()
     submission = submit_dataset(config, settings=settings, progress=False)
     markers = _follow_markers(Path(config.output_dir), len(submission.submitted))
     wall = max(m["finished"] for m in markers) - start_unix
     wait_for_dataset(config, submission, poll_s=0.5, progress=False)
-    del start
     return Measured(f"SLURM array, {tasks} task(s) x 1 core", wall, args.n_images,
                     [m["finished"] - m["started"] for m in markers],
                     [m["started"] - start_unix for m in markers])

@@ -136,7 +136,8 @@ def _render_on_slurm(configs: list[DatasetConfig], wait: bool, progress: bool) -
     return complete
 
 
-def dataset_status(config_file: str | os.PathLike, assemble: bool = True) -> str:
+def dataset_status(config_file: str | os.PathLike, assemble: bool = True,
+                   progress: bool = False) -> str:
     """The status table of every dataset of a TOML rendered with ``executor="slurm"``
     (per folder: shards done / running / pending / failed / missing, images/s, ETA).
     With ``assemble``, folders whose shards are all done are assembled first."""
@@ -145,7 +146,8 @@ def dataset_status(config_file: str | os.PathLike, assemble: bool = True) -> str
 
     tables = []
     for config in load_dataset_configs(config_file):
-        tables.append(format_status(config.output_dir, status_of(config, assemble=assemble)))
+        rows = status_of(config, assemble=assemble, progress=progress)
+        tables.append(format_status(config.output_dir, rows))
     return "\n\n".join(tables)
 
 
@@ -300,7 +302,7 @@ def _slurm_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     if args.status:
-        print(dataset_status(args.config))
+        print(dataset_status(args.config, progress=not args.no_progress))
         return 0
     written = render_dataset(args.config, progress=not args.no_progress,
                              executor=args.executor, slurm=_slurm_overrides(args),

@@ -282,14 +282,17 @@ def _check_rendered(directory: Path, image: np.ndarray, mask: np.ndarray,
 
 def _prepare_dir(directory: Path, wanted_args: dict[str, Any],
                  plan: Callable[[], list[SceneParameters]],
-                 progress: bool = False) -> list[SceneParameters] | None:
-    """Load or create the plan of ``directory``; ``None`` if it is complete and verified."""
+                 progress: bool = False, verify: bool = True) -> list[SceneParameters] | None:
+    """Load or create the plan of ``directory``; ``None`` if it is complete (and verified,
+    with ``verify``)."""
     args_path, planned_path = directory / SPLIT_ARGS, directory / PLANNED
     if args_path.is_file():
         stored = read_json(args_path)
         if "complete" not in stored and not planned_path.exists():
             return foreign_split(directory, stored, wanted_args)
         _check_identity(directory, stored, wanted_args)
+        if stored.get("complete") and not verify:
+            return None
         if stored.get("complete"):
             repair = verify_complete(directory, wanted_args["n_samples"], plan, progress)
             if repair is None:
@@ -348,7 +351,7 @@ class DirPlan:
 
 
 def _plan_split_dir(config: DatasetConfig, split: SplitConfig, sampler: Sampler,
-                    progress: bool) -> DirPlan:
+                    progress: bool, verify: bool) -> DirPlan:
     output_dir = Path(config.output_dir)
     directory = output_dir / split.name
     args = _split_args(config, split)
@@ -357,7 +360,8 @@ def _plan_split_dir(config: DatasetConfig, split: SplitConfig, sampler: Sampler,
         for attrs in split.interventions:
             _remove_dir(output_dir / intervention_dirname(split.name, attrs))
     planned = _prepare_dir(directory, args,
-                           lambda: _plan_split(sampler, config, split, progress), progress)
+                           lambda: _plan_split(sampler, config, split, progress), progress,
+                           verify)
     return DirPlan(directory, args, planned)
 
 
@@ -369,7 +373,8 @@ def _originals(split_dir: Path) -> list[SceneParameters]:
 
 
 def _plan_intervention_dir(config: DatasetConfig, split: SplitConfig, split_plan: DirPlan,
-                           attrs: list[str], sampler: Sampler, progress: bool) -> DirPlan:
+                           attrs: list[str], sampler: Sampler, progress: bool,
+                           verify: bool) -> DirPlan:
     split_args = split_plan.args
     dirname = intervention_dirname(split.name, attrs)
     directory = Path(config.output_dir) / dirname
@@ -381,7 +386,7 @@ def _plan_intervention_dir(config: DatasetConfig, split: SplitConfig, split_plan
     def plan() -> list[SceneParameters]:
         return _plan_interventions(sampler, originals, attrs, args)
 
-    planned = _prepare_dir(directory, args, plan, progress)
+    planned = _prepare_dir(directory, args, plan, progress, verify)
     if planned is not None:
         if [p.original_id for p in planned] != [p.id for p in originals]:
             raise DatasetError(f"{directory}: its scenes are not clones of {split.name}'s "
@@ -393,18 +398,20 @@ def _plan_intervention_dir(config: DatasetConfig, split: SplitConfig, split_plan
 
 
 def plan_dataset(config: DatasetConfig, sampler: Sampler | None = None,
-                 progress: bool = False) -> Iterator[DirPlan]:
+                 progress: bool = False, verify: bool = True) -> Iterator[DirPlan]:
     """Plan (or load the plan of) every folder of ``config``, in render order: each
     split, then its intervention sets. Each folder gets its ``planned.jsonl`` and
     ``split_args.json`` as it is reached; a folder marked complete is verified (and what
     fails is planned again). Intervention sets are cloned from their split's plan, so
-    they can be planned before the split is rendered. Hold the dataset's lock."""
+    they can be planned before the split is rendered. ``verify=False`` trusts folders
+    marked complete (a status report). Hold the dataset's lock."""
     sampler = sampler if sampler is not None else make_sampler(config)
     for split in config.split:
-        split_plan = _plan_split_dir(config, split, sampler, progress)
+        split_plan = _plan_split_dir(config, split, sampler, progress, verify)
         yield split_plan
         for attrs in split.interventions:
-            yield _plan_intervention_dir(config, split, split_plan, attrs, sampler, progress)
+            yield _plan_intervention_dir(config, split, split_plan, attrs, sampler, progress,
+                                         verify)
 
 
 def render_dataset_config(config: DatasetConfig, render_fn: RenderFn | None = None,

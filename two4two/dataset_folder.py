@@ -24,7 +24,7 @@ from two4two.scene_parameters import SceneParameters, load_jsonl, write_jsonl
 from two4two.verify import bad_images
 
 __all__ = ["INTERVENTION", "LOCK", "PARAMETERS", "PLANNED", "SPLIT_ARGS", "DatasetError",
-           "DatasetLockedError", "foreign_split", "read_json", "say", "split_is_complete",
+           "DatasetLockedError", "foreign_split", "read_json", "split_is_complete",
            "verify_complete", "write_json"]
 
 PARAMETERS = "parameters.jsonl"
@@ -114,14 +114,14 @@ def verify_complete(directory: Path, n_samples: int,
                 "(a split rendered by an older version, or another sampler); set "
                 "force_overwrite = true to render the split again"
             )
-        say(progress, f"{damage}; restoring it from the seeded plan and rendering the "
+        _say(progress, f"{damage}; restoring it from the seeded plan and rendering the "
                        f"{n_samples - len(recorded)} scene(s) from there on again")
     bad = bad_images(directory, recorded, progress)
     if damage is None and not bad:
         return None
     if bad:
         name, (_, problem) = next(iter(bad.items()))
-        say(progress, f"{directory}: {len(bad)} image file(s) fail to verify (e.g. {name}: "
+        _say(progress, f"{directory}: {len(bad)} image file(s) fail to verify (e.g. {name}: "
                        f"{problem}); rendering them again")
         for name in bad:
             (directory / name).unlink(missing_ok=True)
@@ -130,7 +130,7 @@ def verify_complete(directory: Path, n_samples: int,
     return planned
 
 
-def say(progress: bool, message: str) -> None:
+def _say(progress: bool, message: str) -> None:
     if progress:
         tqdm.write(f"two4two: {message}")
 

@@ -307,3 +307,22 @@ def test_leftover_shards_of_a_finished_folder_and_stale_tasks_change_nothing(
     stale = ShardJob(config, first.submitted[0])
     assert render_shard(stale, render_fn=FakeRenderer()) is None
     assert not (tmp_path / "cluster" / SHARDS).exists()
+
+
+@pytest.mark.parametrize(("device", "n_processes", "env", "expected"), [
+    ("cpu", 0, {"SLURM_CPUS_PER_TASK": "4"}, (4, 1)),
+    ("cpu", 16, {"SLURM_CPUS_PER_TASK": "1"}, (1, 1)),  # never more than SLURM gave
+    ("cpu", 2, {"SLURM_CPUS_PER_TASK": "8"}, (2, 4)),
+    ("cuda", 0, {"SLURM_CPUS_PER_TASK": "8", "CUDA_VISIBLE_DEVICES": "2,5"}, (2, 4)),
+    ("optix", 0, {"SLURM_CPUS_PER_TASK": "4", "CUDA_VISIBLE_DEVICES": ""}, (1, 4)),
+])
+def test_a_task_sizes_its_render_pool_by_what_slurm_gave_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device, n_processes, env,
+        expected) -> None:
+    from two4two.cluster.task import task_resources
+
+    _, config = configs(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = dataclasses.replace(config, render_device=device, n_processes=n_processes)
+    assert task_resources(config) == expected

@@ -29,7 +29,8 @@ JOBS = "jobs.jsonl"
 
 _ACTIVE = {"PENDING": "pending", "CONFIGURING": "pending", "REQUEUED": "pending",
            "REQUEUE_HOLD": "pending", "REQUEUE_FED": "pending", "RESV_DEL_HOLD": "pending",
-           "SUSPENDED": "pending", "RUNNING": "running", "COMPLETING": "running",
+           "SUSPENDED": "pending", "PREEMPTED": "pending", "STOPPED": "pending",
+           "RUNNING": "running", "COMPLETING": "running",
            "STAGE_OUT": "running", "SIGNALING": "running", "RESIZING": "running"}
 
 

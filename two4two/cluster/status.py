@@ -53,7 +53,8 @@ class FolderStatus:
         return total > 0 and self.counts["done"] == total
 
     @property
-    def active(self) -> int:
+    def n_active(self) -> int:
+        """Shards queued or running."""
         return self.counts["running"] + self.counts["pending"]
 
 

@@ -215,7 +215,7 @@ def assemble_finished(config: DatasetConfig, queue: JobQueue | None = None,
     output_dir = Path(config.output_dir)
     with FolderLock(output_dir, name=LOCK, purpose="assembling a cluster render",
                     error=DatasetLockedError):
-        plans = list(plan_dataset(config, sampler, progress))
+        plans = list(plan_dataset(config, sampler, progress, verify=False))
         _, assembled, complete = _todo_and_assemble(plans, output_dir, config.slurm,
                                                     queue or SlurmQueue(), progress)
         if len(complete) == len(plans):
@@ -286,8 +286,10 @@ def wait_for_dataset(config: DatasetConfig, submission: Submission, poll_s: floa
     """
     output_dir = Path(config.output_dir)
     names = submission.folders
+    jobs = read_jobs(output_dir)
+    states = submission.queue.active(r.job_id for r in jobs.values()) if jobs else {}
     total = sum(row.n_samples for row in
-                (folder_status(output_dir, n, submission.queue) for n in names)
+                (folder_status(output_dir, n, submission.queue, jobs, states) for n in names)
                 if not row.complete)
     array = f" (array {submission.array_id})" if submission.array_id else ""
     bar = tqdm(total=total, desc=f"{output_dir.name}{array}",
@@ -300,7 +302,7 @@ def wait_for_dataset(config: DatasetConfig, submission: Submission, poll_s: floa
                     for n in names]
             bar.n = sum(r.images_done for r in rows if not r.complete)
             bar.refresh()
-            if not any(r.active for r in rows):
+            if not any(r.n_active for r in rows):
                 break
             time.sleep(poll_s)
     rows = dataset_status(config, submission.queue, assemble=True, sampler=sampler)

@@ -87,19 +87,19 @@ def read_plan_slice(path: Path, start: int, stop: int) -> list[SceneParameters]:
 
 
 def task_resources(config: DatasetConfig) -> tuple[int, int]:
-    """``(worker processes, Cycles threads each)`` for this task: ``n_processes`` of the
-    config, else one worker per CPU that SLURM gave the task (``SLURM_CPUS_PER_TASK``)
-    on the CPU, or one per GPU (``CUDA_VISIBLE_DEVICES``) on a GPU."""
+    """``(worker processes, Cycles threads each)`` for this task. On the CPU: one worker
+    per CPU that SLURM gave the task (``SLURM_CPUS_PER_TASK``; the config's
+    ``n_processes`` may ask for fewer, never more), else per available core; on a GPU:
+    ``n_processes``, else one worker per visible GPU (``CUDA_VISIBLE_DEVICES``)."""
     from two4two.blender import available_cores
 
-    cpus = int(os.environ.get("SLURM_CPUS_PER_TASK", "0") or 0) or available_cores()
-    if config.n_processes:
-        workers = config.n_processes
-    elif config.render_device == "cpu":
-        workers = cpus
+    allotted = int(os.environ.get("SLURM_CPUS_PER_TASK", "0") or 0)
+    cpus = allotted or available_cores()
+    if config.render_device == "cpu":
+        workers = min(config.n_processes or cpus, cpus)
     else:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-        workers = len([d for d in visible.split(",") if d.strip()]) or 1
+        workers = config.n_processes or len([d for d in visible.split(",") if d.strip()]) or 1
     return workers, max(1, cpus // workers)
 
 
