@@ -151,10 +151,8 @@ class Renderer:
         n_processes: worker processes; 0 = one per available core.
         samples: default Cycles samples per pixel (128 = the released datasets;
             lower for drafts, e.g. 32).
-        device: ``'auto'`` (GPU if Cycles finds one, else CPU), ``'cpu'``, ``'gpu'``
-            (any GPU backend), ``'cuda'`` or ``'optix'``. A GPU device gives each
-            worker one GPU: worker ``i`` uses the ``i % n``-th of the ``n`` GPUs it
-            sees (``CUDA_VISIBLE_DEVICES`` restricts those, as SLURM sets it).
+        device: one of :data:`~two4two._blender.spec.DEVICES`; on a GPU, worker ``i``
+            takes the ``i % n``-th of the ``n`` GPUs it sees (``CUDA_VISIBLE_DEVICES``).
         view_transform: Blender view transform; ``'Filmic'`` (Blender 2.83's
             default) avoids blown-out images (see :mod:`two4two._blender.scene`).
         print_output: show Blender's console output instead of logging it to a
@@ -445,8 +443,7 @@ def render(
         save_blender_file: also write ``<id>.blend`` (needs ``output_dir``).
         samples: Cycles samples per pixel (128 = the released datasets; fewer
             for drafts).
-        device: one of ``'auto'``, ``'cpu'``, ``'gpu'``, ``'cuda'``, ``'optix'`` (see
-            :class:`Renderer`).
+        device: as :class:`Renderer`'s (``'auto'``, ``'cpu'``, ``'cuda'``, ...).
         write_parameters: ``False`` skips ``parameters.jsonl`` (for callers
             that keep their own, like the dataset writer).
 
