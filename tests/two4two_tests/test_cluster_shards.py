@@ -326,3 +326,24 @@ def test_a_task_sizes_its_render_pool_by_what_slurm_gave_it(
         monkeypatch.setenv(name, value)
     config = dataclasses.replace(config, render_device=device, n_processes=n_processes)
     assert task_resources(config) == expected
+
+
+def test_a_requeued_task_waits_for_its_first_run_to_let_go_of_the_shard(
+        tmp_path: Path) -> None:
+    import threading
+
+    from two4two.cluster.task import SHARD_LOCK, ShardLockedError, _shard_lock
+    from two4two.locking import FolderLock
+
+    _, config = configs(tmp_path)
+    first = submit_dataset(config, settings=SIZE, executor=FakeExecutor(None), progress=False,
+                           queue=FakeQueue())
+    job = ShardJob(config, first.submitted[0])
+    job.folder.mkdir(parents=True)
+    dying = FolderLock(job.folder, name=SHARD_LOCK, purpose="test", error=ShardLockedError)
+    dying.acquire()
+    with pytest.raises(ShardLockedError):
+        _shard_lock(job.folder, wait_s=0)
+    threading.Timer(1.5, dying.release).start()
+    marker = render_shard(job, render_fn=FakeRenderer())  # waits, then renders
+    assert marker is not None and marker.count == 2

@@ -30,7 +30,7 @@ from two4two.cluster.queue import (
     read_jobs,
     record_jobs,
 )
-from two4two.cluster.settings import SlurmSettings
+from two4two.cluster.settings import DEFAULT_SHARD_SIZE, SlurmSettings
 from two4two.cluster.shards import (
     SHARDS,
     Shard,
@@ -95,18 +95,21 @@ def folder_names(config: DatasetConfig) -> list[str]:
             [split.name, *(intervention_dirname(split.name, a) for a in split.interventions)]]
 
 
-def _shards_of(plan: DirPlan, output_dir: Path, shard_size: int, progress: bool) -> list[Shard]:
+def _shards_of(plan: DirPlan, output_dir: Path, shard_size: int | None,
+               progress: bool) -> list[Shard]:
     """The shards of ``plan``'s folder: cut now, or as recorded when it was first cut (the
-    cut of a folder never changes, so that finished shards stay valid)."""
+    cut of a folder never changes, so that finished shards stay valid). ``shard_size``
+    ``None``: whatever was recorded, else the default."""
     dirname = plan.directory.name
     cut = read_cut(output_dir, dirname)
     if cut is None:
+        shard_size = shard_size or DEFAULT_SHARD_SIZE
         write_cut(output_dir, dirname, plan.n_samples, shard_size)
         cut = {"n_samples": plan.n_samples, "shard_size": shard_size}
     elif cut["n_samples"] != plan.n_samples:
         raise DatasetError(f"{output_dir / SHARDS / dirname} was cut for {cut['n_samples']} "
                            f"scenes, the plan has {plan.n_samples}; delete that folder")
-    elif cut["shard_size"] != shard_size and progress:
+    elif shard_size is not None and cut["shard_size"] != shard_size and progress:
         tqdm.write(f"two4two: {dirname} was cut into shards of {cut['shard_size']} scenes "
                    f"when first submitted; keeping that (not {shard_size})")
     return cut_shards(dirname, cut["n_samples"], cut["shard_size"])
@@ -191,8 +194,8 @@ def submit_dataset(config: DatasetConfig, *, settings: SlurmSettings | None = No
     with FolderLock(output_dir, name=LOCK, purpose="planning a cluster render",
                     error=DatasetLockedError):
         plans = list(plan_dataset(config, sampler, progress))
-        todo, assembled, complete = _todo_and_assemble(plans, output_dir, settings, queue,
-                                                       progress)
+        todo, assembled, complete = _todo_and_assemble(plans, output_dir,
+                                                       settings.shard_size, queue, progress)
         jobs: list[Any] = []
         if todo:
             if executor is None:
@@ -216,14 +219,14 @@ def assemble_finished(config: DatasetConfig, queue: JobQueue | None = None,
     with FolderLock(output_dir, name=LOCK, purpose="assembling a cluster render",
                     error=DatasetLockedError):
         plans = list(plan_dataset(config, sampler, progress, verify=False))
-        _, assembled, complete = _todo_and_assemble(plans, output_dir, config.slurm,
+        _, assembled, complete = _todo_and_assemble(plans, output_dir, None,
                                                     queue or SlurmQueue(), progress)
         if len(complete) == len(plans):
             remove_shards_if_done(output_dir)
     return assembled
 
 
-def _todo_and_assemble(plans: list[DirPlan], output_dir: Path, settings: SlurmSettings,
+def _todo_and_assemble(plans: list[DirPlan], output_dir: Path, shard_size: int | None,
                        queue: JobQueue, progress: bool
                        ) -> tuple[list[Shard], list[Path], list[Path]]:
     """The shards to submit (neither done nor queued), and the folders assembled now and
@@ -238,7 +241,7 @@ def _todo_and_assemble(plans: list[DirPlan], output_dir: Path, settings: SlurmSe
             shutil.rmtree(folder_shards_dir(output_dir, plan.directory.name), ignore_errors=True)
             complete.append(plan.directory)
             continue
-        shards = _shards_of(plan, output_dir, settings.shard_size, progress)
+        shards = _shards_of(plan, output_dir, shard_size, progress)
         not_done = [s for s in shards if not _is_done(output_dir, s)]
         if not not_done:
             assemble_folder(output_dir, plan, shards, progress)

@@ -51,6 +51,8 @@ __all__ = ["SHARD_LOCK", "ShardJob", "ShardLockedError", "ShardTask", "render_sh
            "task_resources"]
 
 SHARD_LOCK = ".two4two_shard.lock"
+LOCK_WAIT_S = 120.0
+"""How long a task waits for another holder of its shard's lock before it gives up."""
 
 
 class ShardLockedError(DatasetError, FolderLockedError):
@@ -135,8 +137,7 @@ def render_shard(job: ShardJob, render_fn: RenderFn | None = None,
     if split_is_complete(job.plan_path.parent):
         return None
     folder.mkdir(parents=True, exist_ok=True)
-    with FolderLock(folder, name=SHARD_LOCK, purpose="rendering a shard",
-                    error=ShardLockedError):
+    with _shard_lock(folder):
         marker = read_marker(folder)  # read under the lock: another task may have finished
         if marker is not None and marker.matches(job.shard):
             return marker
@@ -148,6 +149,22 @@ def render_shard(job: ShardJob, render_fn: RenderFn | None = None,
                 "traceback": traceback.format_exc(), "host": socket.gethostname(),
                 "job_id": _job_id(), "time": time.time()})
             raise
+
+
+def _shard_lock(folder: Path, wait_s: float = LOCK_WAIT_S) -> FolderLock:
+    """The shard's lock, taken; waits up to ``wait_s`` for a holder to let go (a task
+    requeued after preemption may start before its first run has finished dying)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        lock = FolderLock(folder, name=SHARD_LOCK, purpose="rendering a shard",
+                          error=ShardLockedError)
+        try:
+            lock.acquire()
+            return lock
+        except ShardLockedError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
 
 
 def _render_locked(job: ShardJob, render_fn: RenderFn | None, progress: bool) -> ShardMarker:
