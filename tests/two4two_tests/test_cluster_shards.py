@@ -347,3 +347,22 @@ def test_a_requeued_task_waits_for_its_first_run_to_let_go_of_the_shard(
     threading.Timer(1.5, dying.release).start()
     marker = render_shard(job, render_fn=FakeRenderer())  # waits, then renders
     assert marker is not None and marker.count == 2
+
+
+def test_status_assembles_but_never_deletes_under_force_overwrite(tmp_path: Path) -> None:
+    local_file, config = configs(tmp_path)
+    render_dataset(local_file, render_fn=FakeRenderer(), progress=False)
+    renderer = FakeRenderer()
+    renderer.fail_after, renderer.fail_with = 12, RuntimeError  # test_obj_color's 1st shard
+    first = submit_dataset(config, settings=SIZE, executor=FakeExecutor(renderer),
+                           progress=False, queue=FakeQueue())
+    forced = dataclasses.replace(config, force_overwrite=True)
+    rows = {r.dirname: r for r in dataset_status(forced, FakeQueue())}  # assembles
+    assert rows["train"].complete and rows["test"].complete
+    assert rows["test_obj_color"].counts["failed"] == 1
+    failed = next(s for s in first.submitted if s.dirname == "test_obj_color")
+    assert render_shard(ShardJob(config, failed), render_fn=FakeRenderer()) is not None
+    rows = {r.dirname: r for r in dataset_status(forced, FakeQueue())}  # assembles the rest
+    assert all(r.complete for r in rows.values())
+    for name in ("train", "test"):
+        assert tree_digest(tmp_path / "cluster" / name) == tree_digest(tmp_path / "local" / name)

@@ -214,8 +214,11 @@ def submit_dataset(config: DatasetConfig, *, settings: SlurmSettings | None = No
 def assemble_finished(config: DatasetConfig, queue: JobQueue | None = None,
                       sampler: Sampler | None = None, progress: bool = False) -> list[Path]:
     """Assemble every folder of ``config`` whose shards are all done (nothing is
-    submitted); returns the folders finished by this call."""
+    submitted); returns the folders finished by this call. Trusts folders already
+    complete (the submit command verifies them) and never deletes a folder, whatever
+    ``force_overwrite`` says."""
     output_dir = Path(config.output_dir)
+    config = dataclasses.replace(config, force_overwrite=False)
     with FolderLock(output_dir, name=LOCK, purpose="assembling a cluster render",
                     error=DatasetLockedError):
         plans = list(plan_dataset(config, sampler, progress, verify=False))
