@@ -24,8 +24,8 @@ from two4two.scene_parameters import SceneParameters, load_jsonl, write_jsonl
 from two4two.verify import bad_images
 
 __all__ = ["INTERVENTION", "LOCK", "PARAMETERS", "PLANNED", "SPLIT_ARGS", "DatasetError",
-           "DatasetLockedError", "foreign_split", "read_json", "split_is_complete",
-           "verify_complete", "write_json"]
+           "DatasetLockedError", "foreign_split", "read_json", "read_json_or_none",
+           "split_is_complete", "verify_complete", "write_json"]
 
 PARAMETERS = "parameters.jsonl"
 PLANNED = "planned.jsonl"
@@ -55,15 +55,18 @@ def read_json(path: Path) -> Any:
                            "force_overwrite = true") from None
 
 
+def read_json_or_none(path: Path) -> Any:
+    """The JSON in ``path``, or ``None`` if it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def split_is_complete(directory: str | os.PathLike) -> bool:
     """Whether ``directory`` holds a split marked complete in its ``split_args.json``."""
-    path = Path(directory) / SPLIT_ARGS
-    if not path.is_file():
-        return False
-    try:
-        return bool(json.loads(path.read_text(encoding="utf-8")).get("complete", False))
-    except (OSError, ValueError):
-        return False
+    args = read_json_or_none(Path(directory) / SPLIT_ARGS)
+    return isinstance(args, dict) and bool(args.get("complete", False))
 
 
 def read_intact_lines(path: Path) -> tuple[list[SceneParameters], str | None]:

@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from pathlib import Path
-from typing import Any
 
-from two4two.files import atomic_write_text
+from two4two.dataset_folder import read_json_or_none, write_json
 
 __all__ = ["CUT", "DONE", "FAILED", "SHARDS", "Shard", "ShardMarker", "cut_shards",
-           "file_sha256", "folder_shards_dir", "read_cut", "read_json_or_none",
-           "read_marker", "shard_dir", "write_cut", "write_json"]
+           "file_sha256", "folder_shards_dir", "read_cut", "read_marker", "shard_dir",
+           "write_cut"]
 
 SHARDS = ".shards"
 CUT = "cut.json"
@@ -70,18 +68,6 @@ def folder_shards_dir(output_dir: str | os.PathLike, dirname: str) -> Path:
 def shard_dir(output_dir: str | os.PathLike, shard: Shard) -> Path:
     """``<output_dir>/.shards/<dirname>/<index:05d>``: where the shard renders."""
     return folder_shards_dir(output_dir, shard.dirname) / shard.name
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def read_json_or_none(path: Path) -> Any:
-    """The JSON in ``path``, or ``None`` if it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def write_cut(output_dir: str | os.PathLike, dirname: str, n_samples: int,

@@ -13,11 +13,11 @@ from two4two.cluster.shards import (
     FAILED,
     cut_shards,
     read_cut,
-    read_json_or_none,
     read_marker,
     shard_dir,
 )
 from two4two.dataset import PARAMETERS, split_is_complete
+from two4two.dataset_folder import read_json_or_none
 
 __all__ = ["SHARD_STATES", "FolderStatus", "folder_status", "format_status"]
 

@@ -43,8 +43,15 @@ from two4two.cluster.shards import (
 )
 from two4two.cluster.status import FolderStatus, folder_status
 from two4two.cluster.task import ShardJob, ShardTask
-from two4two.dataset import LOCK, DatasetError, DatasetLockedError, DirPlan, plan_dataset
-from two4two.dataset_config import DatasetConfig, intervention_dirname
+from two4two.dataset import (
+    LOCK,
+    DatasetError,
+    DatasetLockedError,
+    DirPlan,
+    iter_dataset_dirs,
+    plan_dataset,
+)
+from two4two.dataset_config import DatasetConfig
 from two4two.locking import FolderLock
 
 __all__ = [
@@ -87,12 +94,6 @@ class Submission:
     @property
     def array_id(self) -> str | None:
         return self.job_ids[0].split("_", 1)[0] if self.job_ids else None
-
-
-def folder_names(config: DatasetConfig) -> list[str]:
-    """Every folder ``config`` writes, in render order."""
-    return [name for split in config.split for name in
-            [split.name, *(intervention_dirname(split.name, a) for a in split.interventions)]]
 
 
 def _shards_of(plan: DirPlan, output_dir: Path, shard_size: int | None,
@@ -273,11 +274,12 @@ def dataset_status(config: DatasetConfig, queue: JobQueue | None = None,
     queue = queue or SlurmQueue()
     jobs = read_jobs(output_dir)
     states = queue.active(r.job_id for r in jobs.values()) if jobs else {}
-    rows = [folder_status(output_dir, name, queue, jobs, states) for name in folder_names(config)]
+    names = [p.name for p in iter_dataset_dirs([config])]
+    rows = [folder_status(output_dir, name, queue, jobs, states) for name in names]
     if assemble and any(r.all_done for r in rows):
         assemble_finished(config, queue, sampler, progress)
         rows = [folder_status(output_dir, name, queue, jobs, states)
-                for name in folder_names(config)]
+                for name in names]
     return rows
 
 

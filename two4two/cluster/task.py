@@ -31,7 +31,6 @@ from two4two.cluster.shards import (
     file_sha256,
     read_marker,
     shard_dir,
-    write_json,
 )
 from two4two.dataset import (
     PARAMETERS,
@@ -43,6 +42,7 @@ from two4two.dataset import (
     split_is_complete,
 )
 from two4two.dataset_config import DatasetConfig
+from two4two.dataset_folder import write_json
 from two4two.locking import FolderLock, FolderLockedError
 from two4two.scene_parameters import SceneParameters, load_jsonl, write_jsonl
 from two4two.verify import bad_images, image_problem
