@@ -58,7 +58,8 @@ from two4two.files import append_line
 from two4two.scene_parameters import SceneValueError, check_scene_id
 
 __all__ = ["SEGMENTATION_INT_TO_NAME", "SEGMENTATION_NAME_TO_INT", "RenderError", "Renderer",
-           "available_cores", "ensure_blender_available", "render", "render_single"]
+           "WorkerCrashError", "available_cores", "ensure_blender_available", "render",
+           "render_single"]
 
 DEFAULT_SAMPLES = 128
 """Cycles samples per pixel of the released datasets."""
@@ -86,6 +87,11 @@ class RenderError(Two4TwoError, RuntimeError):
     def __init__(self, message: str, details: str = "") -> None:
         super().__init__(message)
         self.details = details
+
+
+class WorkerCrashError(RenderError):
+    """A Blender worker crashed by itself (SIGSEGV, SIGBUS, ...; see
+    :data:`two4two._blender.pool.CRASH_SIGNALS`), not killed from outside."""
 
 
 def available_cores() -> int:
@@ -251,7 +257,8 @@ class Renderer:
         try:
             self._pool.start()
         except WorkerFailure as failure:
-            raise RenderError(str(failure), details=failure.details) from None
+            error = WorkerCrashError if failure.kind == "crashed" else RenderError
+            raise error(str(failure), details=failure.details) from None
 
     def close(self) -> None:
         """Stop the workers after their current image and clean up; the renderer is done."""
@@ -399,7 +406,8 @@ class Renderer:
         except WorkerFailure as failure:
             if failure.kind == "import":
                 raise RenderError(f"{failure} (cannot import bpy); {_INSTALL_HINT}") from None
-            raise RenderError(str(failure), details=failure.details) from None
+            error = WorkerCrashError if failure.kind == "crashed" else RenderError
+            raise error(str(failure), details=failure.details) from None
 
 
 PARAMETERS_FILE = "parameters.jsonl"

@@ -41,6 +41,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -218,9 +219,34 @@ def _missing_files(directory: Path, scenes: Sequence[SceneParameters]) -> list[S
             or not (directory / p.mask_filename).is_file()]
 
 
+CRASH_RETRIES = 2
+"""How often :func:`render_missing` restarts the workers after a Blender crash."""
+
+
 def render_missing(directory: Path, planned: list[SceneParameters], config: DatasetConfig,
-                    render_fn: RenderFn, progress: bool) -> None:
-    """Render the planned scenes that are not recorded (or whose PNGs are gone)."""
+                   render_fn: RenderFn, progress: bool) -> None:
+    """Render the planned scenes that are not recorded (or whose PNGs are gone).
+
+    A worker that crashes by itself (:class:`~two4two.blender.WorkerCrashError`, e.g. a
+    segmentation fault inside Blender) costs only its image: the render goes on with
+    fresh workers from the files written, up to :data:`CRASH_RETRIES` times, with a
+    note on stderr. Images are deterministic per scene, so the result is the same.
+    """
+    from two4two.blender import WorkerCrashError
+
+    for attempt in range(CRASH_RETRIES + 1):
+        try:
+            return _render_missing_once(directory, planned, config, render_fn, progress)
+        except WorkerCrashError as crash:
+            if attempt == CRASH_RETRIES:
+                raise
+            print(f"two4two: {directory}: {str(crash).splitlines()[0]}; going on with fresh "
+                  f"workers (restart {attempt + 1} of {CRASH_RETRIES})", file=sys.stderr,
+                  flush=True)
+
+
+def _render_missing_once(directory: Path, planned: list[SceneParameters],
+                         config: DatasetConfig, render_fn: RenderFn, progress: bool) -> None:
     _remove_stale_temp_files(directory)
     recorded = _load_recorded(directory, planned)
     missing_files = _missing_files(directory, recorded)

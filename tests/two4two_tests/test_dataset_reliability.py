@@ -17,11 +17,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cluster_fakes import tree_digest
 from disk_faults import mount_small_disk
 from PIL import Image
 from two4two_fakes import TINY_SPLITS, FakeRenderer, wait_for_recorded, write_config
 
 from two4two import cli_tool, dataset
+from two4two.blender import RenderError, WorkerCrashError
 from two4two.cli_tool import render_dataset
 from two4two.dataset import LOCK, DatasetError, DatasetLockedError
 from two4two.files import owner_tag
@@ -351,3 +353,42 @@ def test_stale_temporary_files_of_dead_writers_go_live_ones_stay(tmp_path: Path)
     render_dataset(config, render_fn=FakeRenderer(), progress=False)
     assert not leftover.exists()
     intact(train, 6)
+
+
+# --------------------------------------------------------------------------- Blender crashes
+
+
+def test_a_crashed_worker_costs_only_its_image(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    """A worker dying by SIGSEGV (seen once in CI) restarts the workers and goes on: the
+    dataset equals one rendered without the crash, every scene rendered once."""
+    reference = FakeRenderer()
+    render_dataset(tiny(tmp_path / "a"), render_fn=reference, progress=False)
+    crashing = FakeRenderer()
+    crashing.fail_after, crashing.fail_with = 2, WorkerCrashError
+    render_dataset(tiny(tmp_path / "b"), render_fn=crashing, progress=False)
+    assert tree_digest(tmp_path / "b" / "data") == tree_digest(tmp_path / "a" / "data")
+    assert crashing.rendered == reference.rendered
+    err = capsys.readouterr().err
+    assert "injected failure; going on with fresh workers (restart 1 of 2)" in err
+    assert str(tmp_path / "b" / "data" / "train") in err
+
+
+def test_a_worker_crashing_again_and_again_stops_the_render(tmp_path: Path) -> None:
+    calls = []
+
+    def always_crashing(params, **kwargs):
+        calls.append(len(params))
+        raise WorkerCrashError("Blender worker 0 died: killed by signal 11 (SIGSEGV)")
+
+    with pytest.raises(WorkerCrashError, match="SIGSEGV"):
+        render_dataset(tiny(tmp_path), render_fn=always_crashing, progress=False)
+    assert calls == [6] * (dataset.CRASH_RETRIES + 1)
+
+
+def test_a_render_killed_from_outside_is_not_retried(tmp_path: Path) -> None:
+    renderer = FakeRenderer()
+    renderer.fail_after, renderer.fail_with = 2, RenderError  # e.g. SIGKILL by the OOM killer
+    with pytest.raises(RenderError):
+        render_dataset(tiny(tmp_path), render_fn=renderer, progress=False)
+    assert len(renderer.calls) == 1

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from two4two import utils
-from two4two.blender import Renderer, RenderError, render
+from two4two.blender import Renderer, RenderError, WorkerCrashError, render
 from two4two.scene_parameters import SceneParameters
 
 RES = (64, 64)
@@ -198,6 +198,19 @@ def test_dead_worker_raises_render_error(tmp_path):
         # it had started: the message says it was killed, not how to write a script
         assert "signal 9" in str(failure.value) and "__main__" not in str(failure.value)
         assert not pool.started and not list(tmp_path.iterdir())
+        assert not isinstance(failure.value, WorkerCrashError)  # killed: not retried
+
+
+def test_a_worker_crashing_by_itself_is_a_worker_crash_error(tmp_path):
+    with Renderer(n_processes=1, samples=1) as pool:
+        render_many(pool, [scene()])
+        os.kill(pool.worker_pids[0], signal.SIGSEGV)
+        with pytest.raises(WorkerCrashError, match=r"signal 11 \(SIGSEGV\)") as failure:
+            render_many(pool, [scene()], output_dir=tmp_path)
+        # faulthandler wrote the worker's Python stack into its stderr log
+        assert "a crash inside the worker" in str(failure.value)
+        assert 'File "' in failure.value.details
+        assert render_many(pool, [scene()])  # the next render starts fresh workers
         ((image, _, _),) = render_many(pool, [scene()])  # a new worker takes over
         assert image.shape == (*RES, 3)
 

@@ -51,10 +51,16 @@ _JOIN_S = 10.0
 _KILL_GRACE_S = 3.0
 _LOG_TAIL_LINES = 15
 _WORKER_MODULE = "two4two._blender.worker"
+CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE,
+                           signal.SIGABRT})
+"""Signals by which a process crashes by itself (not killed from outside, as SIGKILL by
+the out-of-memory killer or SIGTERM by a scheduler): a worker dying by one is a
+``'crashed'`` failure, which the dataset writer retries with fresh workers."""
 
 
 class WorkerFailure(Two4TwoError):
-    """A worker could not import bpy (``kind='import'``), failed (``'error'``) or died."""
+    """A worker could not import bpy (``kind='import'``), failed (``'error'``), crashed
+    (``'crashed'``: died by one of :data:`CRASH_SIGNALS`) or died otherwise (``'died'``)."""
 
     def __init__(self, kind: str, message: str, details: str = "") -> None:
         super().__init__(message)
@@ -309,8 +315,9 @@ class WorkerPool:
                 name = f" ({signal.Signals(-code).name})"
             except ValueError:
                 name = ""
-            reason = (f"died: killed by signal {-code}{name}, e.g. by the out-of-memory killer "
-                      "or a kill command,")
+            cause = ("a crash inside the worker" if -code in CRASH_SIGNALS
+                     else "e.g. the out-of-memory killer or a kill command")
+            reason = f"died: killed by signal {-code}{name} ({cause})"
         else:
             reason = f"died with exit code {code}"
         state = ("after it had started (rendering again resumes where it stopped)"
@@ -321,7 +328,8 @@ class WorkerPool:
             hint = "; its stderr log is empty"
         else:
             hint = " (its output went to the console above)"
-        raise WorkerFailure("died", f"{what} {reason} {state}{hint}", tail)
+        kind = "crashed" if -code in CRASH_SIGNALS else "died"
+        raise WorkerFailure(kind, f"{what} {reason} {state}{hint}", tail)
 
     def close(self) -> None:
         """Ask the workers to stop after their current image, then clean up."""

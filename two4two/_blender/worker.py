@@ -35,6 +35,7 @@ files (by its ``token``) after killing workers.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
@@ -191,6 +192,7 @@ def serve(config: WorkerConfig, conn: Connection) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of a worker process: ``python -m two4two._blender.worker FD``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    faulthandler.enable()  # a crash in Blender leaves the Python stack in the stderr log
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not args[0].isdigit():
         print("usage: python -m two4two._blender.worker FD  (started by two4two.blender; "
