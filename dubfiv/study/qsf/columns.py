@@ -23,7 +23,7 @@ from dubfiv.study.qsf.reader import (
     QsfError,
 )
 
-__all__ = ["Column", "ResponseLayout", "response_layout"]
+__all__ = ["Column", "ResponseLayout", "response_layout", "tag_layout"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,3 +93,23 @@ def response_layout(study: Study, parsed: ParsedSurvey) -> ResponseLayout:
         checks={c.tag: Column(c.tag, tags[c.tag]) for c in study.checks},
         device=Column(TAG_DEVICE, tags[TAG_DEVICE]) if TAG_DEVICE in tags else None,
         embedded={f: Column(f, f) for f in PROLIFIC_FIELDS if f in parsed.embedded_fields})
+
+
+def tag_layout(study: Study) -> ResponseLayout:
+    """The same columns as :func:`response_layout`, found by export tag alone: for rows of
+    runtimes without a ``.qsf`` (the jsPsych page's records,
+    :func:`dubfiv.study.jspsych.records.participant_row`), whose keys are these tags."""
+
+    def by_tag(tag: str) -> Column:
+        return Column(tag, tag)
+
+    return ResponseLayout(
+        consent=by_tag(TAG_CONSENT), condition=by_tag(CONDITION_FIELD),
+        relevance={a.key: by_tag(f"{TAG_RELEVANCE}_{i + 1}")
+                   for i, a in enumerate(study.attributes)},
+        confidence={a.key: by_tag(f"{TAG_CONFIDENCE}_{i + 1}")
+                    for i, a in enumerate(study.attributes)},
+        prediction={t.key: by_tag(f"predict_{t.key}") for t in study.tasks},
+        checks={c.tag: by_tag(c.tag) for c in study.checks},
+        device=by_tag(TAG_DEVICE) if study.device_choices else None,
+        embedded={f: by_tag(f) for f in PROLIFIC_FIELDS})
