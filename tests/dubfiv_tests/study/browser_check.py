@@ -1,163 +1,35 @@
-"""Headless Chromium over the DevTools pipe: open a page, collect errors and images.
+"""A real headless Chromium for the study's browser tests, driven by Playwright.
 
-Shared by the study tests (``test_preview_browser.py``, ``test_export_browser.py``).
-:func:`check_page` opens a page with ``--remote-debugging-pipe`` (commands on
-fd 3, replies and events on fd 4, NUL-separated JSON), listens to
-``Runtime.exceptionThrown``, ``Runtime.consoleAPICalled`` (error/assert) and
-``Log.entryAdded`` (level error, e.g. failed resource loads), and after the
-load event reads every ``<img>``'s ``src``/``complete``/``naturalWidth`` and its
-rendered width in CSS px (in a 1280 px wide window).
+Playwright for Python drives the system's Chromium (Debian's ``chromium``, which
+``./dev test`` installs); no browser is downloaded. :func:`require_browser` skips the
+calling test with the reason when there is none. :func:`check_page` opens a page and
+reports what a participant would be hurt by: uncaught exceptions, ``console.error``,
+failed loads, and every ``<img>``'s load state and size.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
-import select
+import contextlib
 import shutil
-import subprocess
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--no-default-browser-check", "--remote-debugging-pipe"]
+VIEWPORT = {"width": 1280, "height": 900}
+_IMAGES_JS = ("Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, "
+              "i.naturalWidth, i.getBoundingClientRect().width])")
 
 
 def find_browser() -> str | None:
+    """The path of a Chromium (or Chrome) on PATH, or ``None``."""
     for name in BROWSERS:
-        found = shutil.which(name)
-        if found:
-            return found
+        path = shutil.which(name)
+        if path:
+            return path
     return None
-
-
-class Chromium:
-    """A headless Chromium driven over the DevTools pipe (fd 3 in, fd 4 out)."""
-
-    def __init__(self, binary: str, profile: Path) -> None:
-        cmd_r, self._cmd_w = os.pipe()
-        self._res_r, res_w = os.pipe()
-        high_r = fcntl.fcntl(cmd_r, fcntl.F_DUPFD, 10)
-        high_w = fcntl.fcntl(res_w, fcntl.F_DUPFD, 10)
-
-        def child_fds() -> None:
-            os.dup2(high_r, 3)
-            os.dup2(high_w, 4)
-
-        self.log = profile.parent / "chromium.log"
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(3, 4),
-                preexec_fn=child_fds)
-        for fd in (cmd_r, res_w, high_r, high_w):
-            os.close(fd)
-        self._buf = b""
-        self._next = 0
-        self.events: list[dict[str, Any]] = []
-
-    def _read(self, deadline: float) -> dict[str, Any]:
-        while b"\0" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._res_r], [], [], left)[0]:
-                raise TimeoutError("no answer from chromium; log:\n" + self.log_tail())
-            chunk = os.read(self._res_r, 1 << 16)
-            if not chunk:
-                raise RuntimeError("chromium closed the pipe; log:\n" + self.log_tail())
-            self._buf += chunk
-        msg, self._buf = self._buf.split(b"\0", 1)
-        return json.loads(msg)
-
-    def send(self, method: str, params: dict | None = None, session: str | None = None,
-             timeout: float = 30.0) -> dict[str, Any]:
-        self._next += 1
-        msg: dict[str, Any] = {"id": self._next, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        os.write(self._cmd_w, json.dumps(msg).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = self._read(deadline)
-            if reply.get("id") == self._next:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-            self.events.append(reply)
-
-    def wait_for(self, method: str, timeout: float = 30.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        for i, event in enumerate(self.events):
-            if event.get("method") == method:
-                return self.events.pop(i)
-        while True:
-            event = self._read(deadline)
-            if event.get("method") == method:
-                return event
-            self.events.append(event)
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-
-    def close(self) -> None:
-        try:
-            self.send("Browser.close", timeout=5)
-        except (OSError, RuntimeError, TimeoutError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        for fd in (self._cmd_w, self._res_r):
-            os.close(fd)
-
-
-def check_page(binary: str, page: Path, profile: Path) -> dict[str, Any]:
-    """Open ``page``; return console/JS errors and every image's
-    (src, complete, natural width, rendered CSS width)."""
-    browser = Chromium(binary, profile)
-    try:
-        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = browser.send("Target.attachToTarget",
-                               {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Runtime", "Log", "Page"):
-            browser.send(f"{domain}.enable", session=session)
-        browser.send("Emulation.setDeviceMetricsOverride", {
-            "width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False},
-            session=session)
-        nav = browser.send("Page.navigate", {"url": page.resolve().as_uri()}, session=session)
-        if nav.get("errorText"):
-            return {"errors": [f"navigation failed: {nav['errorText']}"], "images": []}
-        browser.wait_for("Page.loadEventFired")
-        result = browser.send("Runtime.evaluate", {
-            "expression": "JSON.stringify(Array.from(document.images).map("
-                          "i => [i.getAttribute('src'), i.complete, i.naturalWidth, "
-                          "i.getBoundingClientRect().width]))",
-            "returnByValue": True}, session=session)
-        images = json.loads(result["result"]["value"])
-        browser.send("Runtime.evaluate", {"expression": "1"}, session=session)  # flush events
-        errors = []
-        for event in browser.events:
-            method, params = event.get("method"), event.get("params", {})
-            if method == "Runtime.exceptionThrown":
-                d = params["exceptionDetails"]
-                errors.append("exception: " + d.get("exception", {}).get(
-                    "description", d.get("text", "")))
-            elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
-                errors.append("console." + params["type"] + ": " + " ".join(
-                    str(a.get("value", a.get("description"))) for a in params["args"]))
-            elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
-                entry = params["entry"]
-                errors.append(f"log: {entry['text']} {entry.get('url', '')}")
-        return {"errors": errors, "images": images}
-    finally:
-        browser.close()
 
 
 def require_browser() -> str:
@@ -166,4 +38,58 @@ def require_browser() -> str:
     if binary is None:
         pytest.skip("no Chromium found (tried " + ", ".join(BROWSERS) + "); install Debian's "
                     "`chromium` (apt-get install chromium, as ./dev test does) to run this test")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("Playwright is not installed (pip install -e '.[dev]', as ./dev test does)")
     return binary
+
+
+@contextlib.contextmanager
+def chromium(binary: str) -> Iterator[Any]:
+    """A headless Chromium (Playwright ``Browser``), closed at the end."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=binary, headless=True,
+                                             args=["--no-sandbox", "--disable-gpu"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class PageProblems:
+    """Collects what went wrong on a page: exceptions, console errors, failed requests."""
+
+    def __init__(self, page: Any) -> None:
+        self.errors: list[str] = []
+        page.on("pageerror", lambda exc: self.errors.append(f"exception: {exc}"))
+        page.on("console", self._console)
+        page.on("requestfailed", lambda req: self.errors.append(
+            f"failed load: {req.url} ({req.failure})"))
+        page.on("response", lambda resp: resp.status >= 400 and self.errors.append(
+            f"HTTP {resp.status}: {resp.url}"))
+
+    def _console(self, message: Any) -> None:
+        if message.type in ("error", "assert"):
+            self.errors.append(f"console.{message.type}: {message.text}")
+
+
+def check_page(binary: str, page: Path, profile: Path | None = None) -> dict[str, Any]:
+    """Open the file ``page``; return its errors and every image's
+    ``[src, complete, natural width, rendered CSS width]``.
+
+    ``profile`` is accepted for the old call form and unused (Playwright gives each
+    context a fresh profile).
+    """
+    del profile
+    with chromium(binary) as browser:
+        context = browser.new_context(viewport=VIEWPORT)
+        tab = context.new_page()
+        problems = PageProblems(tab)
+        tab.goto(page.resolve().as_uri(), wait_until="load")
+        images = tab.evaluate(_IMAGES_JS)
+        tab.evaluate("1")  # let pending console events arrive
+        context.close()
+    return {"errors": problems.errors, "images": images}

@@ -1,9 +1,9 @@
-"""index.html: static checks, and a real headless Chromium (DevTools protocol over a pipe).
+"""index.html: static checks, and a real headless Chromium driven by Playwright.
 
-The browser machinery lives in ``browser_check.py`` (shared with the exporter's
-browser test): it opens the page, collects JS exceptions, ``console.error`` and
-failed loads, and reads every ``<img>``'s ``complete``/``naturalWidth``. A
-deliberately broken page shows that it catches a missing image, an uncaught
+The browser machinery lives in ``browser_check.py`` (shared with the exporter's and
+the jsPsych runtime's browser tests): it opens the page, collects JS exceptions,
+``console.error`` and failed loads, and reads every ``<img>``'s ``complete``/``naturalWidth``.
+A deliberately broken page shows that it catches a missing image, an uncaught
 exception and ``console.error``. Skipped with a reason if no Chromium is found.
 """
 

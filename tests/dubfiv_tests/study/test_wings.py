@@ -1,4 +1,5 @@
-"""The study package's wings import only downwards: core <- qsf <- build, core <- results.
+"""The study package's wings import only downwards: core <- qsf, jspsych <- build (the study is
+built), core + jspsych.records <- collector (it is run), core + readers <- results (it is analysed).
 
 Read statically (every ``import``, also inside functions), so a lazy import
 cannot hide a dependency; plus one run-time check that loading the whole
@@ -19,16 +20,21 @@ import dubfiv.study
 STUDY = Path(dubfiv.study.__file__).parent
 CORE = ("dubfiv.study.content", "dubfiv.study.layout", "dubfiv.study.page_html")
 WRITERS = ("dubfiv.study.qsf.writer", "dubfiv.study.qsf.responses_csv")
+JSPSYCH_WRITERS = ("dubfiv.study.jspsych.experiment", "dubfiv.study.jspsych.writer",
+                   "dubfiv.study.jspsych.packages")
+WINGS = ("build", "qsf", "jspsych", "collector", "results")
 
 #: module prefix -> the dubfiv.study modules it must not import
 FORBIDDEN = {
-    "dubfiv.study.content": ("dubfiv.study.build", "dubfiv.study.qsf", "dubfiv.study.results"),
-    "dubfiv.study.layout": ("dubfiv.study.build", "dubfiv.study.qsf", "dubfiv.study.results"),
-    "dubfiv.study.page_html": ("dubfiv.study.build", "dubfiv.study.qsf",
-                               "dubfiv.study.results"),
-    "dubfiv.study.qsf": ("dubfiv.study.build", "dubfiv.study.results"),
-    "dubfiv.study.build": ("dubfiv.study.results",),
-    "dubfiv.study.results": ("dubfiv.study.build", *WRITERS),
+    **{core: tuple(f"dubfiv.study.{w}" for w in WINGS) for core in CORE},
+    "dubfiv.study.qsf": ("dubfiv.study.build", "dubfiv.study.results", "dubfiv.study.jspsych",
+                         "dubfiv.study.collector"),
+    "dubfiv.study.jspsych": ("dubfiv.study.build", "dubfiv.study.results",
+                             "dubfiv.study.collector", *WRITERS),
+    "dubfiv.study.build": ("dubfiv.study.results", "dubfiv.study.collector"),
+    "dubfiv.study.collector": ("dubfiv.study.build", "dubfiv.study.results", *WRITERS,
+                               *JSPSYCH_WRITERS),
+    "dubfiv.study.results": ("dubfiv.study.build", *WRITERS, *JSPSYCH_WRITERS),
 }
 
 
@@ -63,9 +69,8 @@ def _violations() -> list[str]:
 def test_every_study_module_belongs_to_a_wing() -> None:
     names = [_module_name(p) for p in STUDY.rglob("*.py")]
     loose = [n for n in names if n != "dubfiv.study" and n not in CORE
-             and not n.startswith(("dubfiv.study.build.", "dubfiv.study.qsf.",
-                                   "dubfiv.study.results."))
-             and n not in ("dubfiv.study.build", "dubfiv.study.qsf", "dubfiv.study.results")]
+             and not n.startswith(tuple(f"dubfiv.study.{w}." for w in WINGS))
+             and n not in tuple(f"dubfiv.study.{w}" for w in WINGS)]
     assert not loose, f"modules outside the wings: {loose}"
 
 
@@ -94,7 +99,7 @@ def test_loading_the_analysis_never_loads_the_writer() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout
     assert "dubfiv.study.results.analysis" in loaded
-    for module in (*WRITERS, "dubfiv.study.build"):
+    for module in (*WRITERS, *JSPSYCH_WRITERS, "dubfiv.study.build"):
         assert f"'{module}" not in loaded
 
 
