@@ -8,13 +8,14 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dubfiv.cli import _args
-from dubfiv.cli._oneline import OneLineParser, guarded
+from dubfiv.cli._oneline import OneLineParser, flag_message, flags_of, guarded
 
 if TYPE_CHECKING:
     from dubfiv.study.build.export_config import ExportResult
@@ -30,6 +31,7 @@ FLAGS = {
     "dpi": "--dpi", "prolific_completion_code": "--prolific-completion-code",
     "tutorial": "--no_tutorial", "tutorial_resolution": "--tutorial_resolution",
     "tutorial_samples": "--tutorial_samples", "comprehension_checks": "--comprehension_checks",
+    "runtimes": "--runtime", "jspsych_dir": "--jspsych-dir",
 }
 """``ExportConfig`` field -> the flag that sets it: the renames given to
 :func:`~dubfiv.cli._oneline.guarded`, which words the export's errors (their
@@ -41,6 +43,7 @@ def build_parser() -> OneLineParser:
         CONDITION_CHOICES,
         DEFAULT_OUTPUT_NAME,
         PLACEHOLDER_BASE_URL,
+        RUNTIMES,
     )
 
     parser = OneLineParser(
@@ -51,8 +54,9 @@ def build_parser() -> OneLineParser:
         "(answered by <RUN_DIR>/ground_truth/ground_truth.json where it exists, else left "
         "open) and prediction tasks; a tutorial rendered with two4two with comprehension "
         "checks, attention checks, optionally Prolific's parameters and redirect; "
-        "study.json, a Qualtrics survey (study.qsf), a researcher preview (index.html) and "
-        "manifest.json. Only the folder public/ (neutral-named images) is to be hosted. The "
+        "study.json, a Qualtrics survey (study.qsf) and/or a jsPsych page in public/ "
+        "(--runtime), a researcher preview (index.html) and manifest.json. Only the folder "
+        "public/ (neutral-named images, the jsPsych page) is to be hosted. The "
         "folder is built beside the destination and renamed into place; a rerun replaces an "
         "earlier export.",
     )
@@ -108,8 +112,45 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--comprehension_checks", type=int, default=2, metavar="N",
                         help="comprehension questions after the tutorial; a wrong answer "
                         "ends the survey (default: 2)")
+    parser.add_argument("--runtime", dest="runtimes", type=_runtimes,
+                        default=",".join(RUNTIMES), metavar="LIST",
+                        help="where the study runs, comma-separated: qualtrics (study.qsf), "
+                        "jspsych (a jsPsych 8 page in public/ for dubfiv_study_serve or "
+                        "JATOS; see docs/jspsych.md) (default: %(default)s)")
+    parser.add_argument("--jspsych-dir", "--jspsych_dir", dest="jspsych_dir", type=Path,
+                        metavar="DIR",
+                        help="a node_modules folder holding the pinned jsPsych packages (npm "
+                        "ci of dubfiv/study/jspsych/npm/package.json): the page loads copies "
+                        "of them from public/jspsych/ instead of the CDN")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
+
+
+def _runtimes(value: str) -> tuple[str, ...]:
+    """``--runtime``: a comma-separated subset of the runtimes, each once."""
+    from dubfiv.study.build.export_config import RUNTIMES
+
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [v for v in items if v not in RUNTIMES]
+    if not items or unknown or len(set(items)) != len(items):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: give one or more of {', '.join(RUNTIMES)}, comma-separated, each once")
+    return items
+
+
+def _check_jspsych_dir(parser: OneLineParser, args: argparse.Namespace) -> None:
+    """A ``--jspsych-dir`` without the pinned files, or without the jspsych runtime, is a
+    usage error (one line, exit status 2), found before the run is loaded."""
+    if args.jspsych_dir is None:
+        return
+    if "jspsych" not in args.runtimes:
+        parser.error("--jspsych-dir is only used with --runtime jspsych")
+    from dubfiv.study.jspsych.packages import JsPsychPackageError, check_local
+
+    try:
+        check_local(args.jspsych_dir)
+    except JsPsychPackageError as exc:
+        parser.error(flag_message(exc, flags_of(parser, **FLAGS)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    _check_jspsych_dir(parser, args)
     from dubfiv.study.build.export import export_user_study
     from dubfiv.study.build.export_config import ExportConfig
 
@@ -129,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         dpi=args.dpi, prolific_completion_code=args.prolific_completion_code,
         tutorial=args.tutorial, tutorial_resolution=args.tutorial_resolution,
         tutorial_samples=args.tutorial_samples,
-        comprehension_checks=args.comprehension_checks, progress=not args.quiet)
+        comprehension_checks=args.comprehension_checks, runtimes=args.runtimes,
+        jspsych_dir=args.jspsych_dir, progress=not args.quiet)
 
     def log(message: str) -> None:
         if not args.quiet:
@@ -146,11 +189,13 @@ def report(result: ExportResult) -> None:
     """Print what an export wrote (files, what to host, duration, notes)."""
     n_files = len(result.manifest["files"])
     study = result.study
-    hosted = sum(1 for e in result.manifest["files"]
-                 if e["path"].startswith(study.public_dir + "/"))
+    images = {img.path for img in study.images()}
+    hosted = sum(1 for e in result.manifest["files"] if e["path"] in images)
+    page = (result.output / study.public_dir / "index.html").is_file()
     print(f"wrote {result.output} ({n_files} files + manifest.json) in "
           f"{result.seconds['total']:.1f} s; host only {result.output / study.public_dir} "
-          f"({hosted} images); the survey takes about {study.estimated_minutes} minutes")
+          f"({hosted} images{' and the jsPsych page' if page else ''}); the survey takes "
+          f"about {study.estimated_minutes} minutes")
     for note in result.notes:
         print(f"note: {note}")
 

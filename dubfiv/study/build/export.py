@@ -4,8 +4,10 @@
 
     public/<hex>.png          every image a participant loads, neutrally named: the only
                               folder to put on a web server (IMAGE_BASE_URL/<hex>.png)
+    public/index.html, dubfiv-study.js, experiment.json (, jspsych/...)
+                              the jsPsych page (runtime ``jspsych``; dubfiv.study.jspsych)
     study.json                the study (dubfiv.study.content.Study)
-    study.qsf                 the Qualtrics survey
+    study.qsf                 the Qualtrics survey (runtime ``qualtrics``)
     index.html                researcher preview of the whole study (with the answers)
     README.md                 what the folder holds; what to host
     export.json               settings, run, data, ground truth, duration estimate, notes
@@ -15,6 +17,8 @@
     records/tutorial.json     the tutorial's scenes and checks
     records/image_names.json  the private table: neutral name -> what the image is, and
                               the random secret the names are made with
+    records/jatos_study_input.json
+                              JATOS' study input (runtime ``jspsych``; the completion URL)
     manifest.json             every file with its sha256, run, config, command line, version
 
 The survey has a consent page (with the estimated duration and a device
@@ -71,7 +75,7 @@ from dubfiv.study.build.material import (
     concepts_material,
     inn_material,
 )
-from dubfiv.study.build.names import PUBLIC_DIR, ImageNamer, read_secret
+from dubfiv.study.build.names import NAMES_RECORD, PUBLIC_DIR, ImageNamer, read_secret
 from dubfiv.study.build.preview import write_preview
 from dubfiv.study.build.readme import readme_text
 from dubfiv.study.build.task import answer_attributes, prediction_tasks, read_ground_truth
@@ -88,6 +92,9 @@ from dubfiv.study.content import (
     default_attention_checks,
     default_attributes,
 )
+from dubfiv.study.jspsych.experiment import read_salt
+from dubfiv.study.jspsych.packages import JsPsychPackageError
+from dubfiv.study.jspsych.writer import write_jspsych
 from dubfiv.study.qsf.reader import QsfError
 from dubfiv.study.qsf.validate import validate_qsf
 from dubfiv.study.qsf.writer import write_qsf
@@ -156,21 +163,41 @@ def asked_attributes(attributes: Sequence[Attribute]) -> tuple[list[Attribute], 
     return known, [a.key for a in attributes if a.relevant is None]
 
 
-def check_public_folder(folder: Path, study: Study) -> None:
+def check_public_folder(folder: Path, study: Study, page: Sequence[str] = ()) -> None:
     """Raise :class:`ExportError` unless ``folder/public`` holds exactly the study's images,
-    all PNGs whose names say nothing (16 hex digits)."""
+    all PNGs whose names say nothing (16 hex digits), and the jsPsych ``page``'s files
+    (paths below ``public/``, :func:`dubfiv.study.jspsych.writer.write_jspsych`), which
+    must not reveal anything private (:func:`~dubfiv.study.jspsych.writer.hosted_leaks`)."""
+    from dubfiv.study.jspsych.writer import PAGE_FILES, hosted_leaks
+
     public = Path(folder) / study.public_dir
     on_disk = sorted(p.relative_to(folder).as_posix() for p in public.rglob("*")
                      if not p.is_dir())
-    wanted = sorted({img.path for img in study.images()})
-    bad = [p for p in on_disk if not re.fullmatch(rf"{re.escape(study.public_dir)}/"
-                                                  r"[0-9a-f]{16}\.png", p)]
+    page_paths = {f"{study.public_dir}/{rel}" for rel in page}
+    wanted = sorted({img.path for img in study.images()} | page_paths)
+    bad = [p for p in on_disk if p not in page_paths and not re.fullmatch(
+        rf"{re.escape(study.public_dir)}/[0-9a-f]{{16}}\.png", p)]
     if on_disk != wanted or bad:
         extra = sorted(set(on_disk) - set(wanted))
         missing = sorted(set(wanted) - set(on_disk))
         raise ExportError(f"the hosted folder {public} is not just the neutral-named images "
                           f"(a bug): extra {extra[:3]}, missing {missing[:3]}, badly named "
                           f"{bad[:3]}")
+    leaks = hosted_leaks(study, folder, [rel for rel in page if rel in PAGE_FILES],
+                         _private_names(folder))
+    if leaks:
+        raise ExportError(f"the hosted folder {public} reveals what must stay private (a "
+                          f"bug): {'; '.join(leaks[:3])}")
+
+
+def _private_names(folder: Path) -> list[str]:
+    """The image-name table's descriptive keys and its secret (what the hosted page's
+    files must never show); empty without a readable table."""
+    try:
+        table = json.loads((Path(folder) / NAMES_RECORD).read_text(encoding="utf-8"))
+        return [str(e["key"]) for e in table["images"]] + [str(table.get("secret") or "")]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        return []
 
 
 def _infer_color_maps(analysis: Analysis) -> tuple[str, str]:
@@ -214,7 +241,7 @@ def _notes(config: ExportConfig, ground_truth: dict[str, Any], left_out: list[st
            secret: bytes | None) -> list[str]:
     """What the researcher should know about this export (printed, and in ``export.json``)."""
     notes = []
-    if config.placeholder:
+    if config.placeholder and "qualtrics" in config.runtimes:
         notes.append(f"images are referenced under the placeholder {PLACEHOLDER_BASE_URL}; "
                      "host the folder public/ and export again into the same folder (the "
                      "image names stay the same) with --image-base-url set to its address "
@@ -299,15 +326,24 @@ def _study(export: _Export, materials: list[Material], tasks: list[PredictionTas
     return study, settle_consent(study, tutorial is not None, config.attention_checks)
 
 
-def _write_survey(folder: Path, study: Study) -> None:
-    """``study.json``, ``study.qsf`` (checked against the folder) and ``index.html``."""
+def _write_survey(folder: Path, study: Study, config: ExportConfig) -> None:
+    """``study.json``, per runtime ``study.qsf`` (checked against the folder) and the
+    jsPsych page in ``public/``, and ``index.html``; then the hosted folder is checked."""
     study.save(folder)
-    qsf = write_qsf(folder / "study.qsf", study)
-    problems = validate_qsf(qsf, folder / study.public_dir, study.image_base_url)
-    if problems:
-        raise ExportError("the survey failed its own check (a bug): " + "; ".join(problems))
+    if "qualtrics" in config.runtimes:
+        qsf = write_qsf(folder / "study.qsf", study)
+        problems = validate_qsf(qsf, folder / study.public_dir, study.image_base_url)
+        if problems:
+            raise ExportError("the survey failed its own check (a bug): " + "; ".join(problems))
+    page: list[str] = []
+    if "jspsych" in config.runtimes:
+        try:
+            page = write_jspsych(study, folder, config.jspsych_dir,
+                                 read_salt(config.destination / study.public_dir))
+        except JsPsychPackageError as exc:
+            raise ExportError(str(exc), exc.parameter) from exc
     write_preview(study, folder)
-    check_public_folder(folder, study)
+    check_public_folder(folder, study, page)
 
 
 def _export_record(export: _Export, study: Study, materials: list[Material],
@@ -347,10 +383,11 @@ def _build(export: _Export, folder: Path, command_line: list[str], checkpoint: P
         "attribute_question": study.relevance_question, "ground_truth": export.ground_truth,
         "attributes": export.answers, "asked": [a.key for a in study.attributes],
         "not_asked": export.not_asked, "prediction": task_record})
-    export.say("study.qsf, index.html")
-    _write_survey(folder, study)
+    export.say(f"{' and '.join(config.runtimes)} runtime, index.html")
+    _write_survey(folder, study, config)
     atomic_write_text(folder / README, readme_text(study, config.run_dir, config.image_base_url,
-                                                   config.placeholder, duration.minutes))
+                                                   config.placeholder, duration.minutes,
+                                                   config.runtimes))
     atomic_write_text(folder / EXPORT_JSON, json.dumps(
         _export_record(export, study, materials, duration), indent=2, default=str) + "\n")
     export.seconds["task_and_survey"] = time.perf_counter() - start

@@ -26,9 +26,11 @@ __all__ = [
     "CONDITION_CHOICES",
     "DEFAULT_OUTPUT_NAME",
     "PLACEHOLDER_BASE_URL",
+    "RUNTIMES",
     "ExportConfig",
     "ExportError",
     "ExportResult",
+    "check_runtimes",
     "preflight",
     "tutorial_settings",
 ]
@@ -38,6 +40,9 @@ PLACEHOLDER_BASE_URL = "https://example.org/dubfiv_study"
 CONDITION_CHOICES = ("all", *CONDITION_KEYS)
 DEFAULT_OUTPUT_NAME = "user_study"
 """Default output: ``<run_dir>/user_study``."""
+RUNTIMES = ("qualtrics", "jspsych")
+"""Where a study can run: ``qualtrics`` (``study.qsf``), ``jspsych`` (the page in ``public/``,
+:mod:`dubfiv.study.jspsych`)."""
 
 
 class ExportError(ParameterError):
@@ -77,6 +82,11 @@ class ExportConfig(ExplanationSettings):
         name: the survey's internal name, for the researcher only (records, README,
             Qualtrics' project list; default ``dubfiv study <run name>``); participants
             see :attr:`~dubfiv.study.content.Study.title` instead.
+        runtimes: where the study runs, a subset of :data:`RUNTIMES` (``--runtime``):
+            ``qualtrics`` writes ``study.qsf``, ``jspsych`` the jsPsych page into
+            ``public/`` and ``records/jatos_study_input.json`` (``docs/jspsych.md``).
+        jspsych_dir: a ``node_modules`` folder with the pinned jsPsych packages
+            (``--jspsych-dir``): the page loads its copies instead of the CDN's.
 
     The explanations' settings (``seed``, ``rows`` (``--rows``), ``p_hi``, the
     ``concept_*`` settings, ...) are those of
@@ -104,6 +114,8 @@ class ExportConfig(ExplanationSettings):
     tutorial_samples: int = 32
     comprehension_checks: int = 2
     attention_checks: bool = True
+    runtimes: tuple[str, ...] = RUNTIMES
+    jspsych_dir: Path | None = None
 
     @property
     def conditions(self) -> tuple[str, ...]:
@@ -164,6 +176,7 @@ def preflight(config: ExportConfig) -> Path:
                              ("head", config.head, 0), ("n_samples", config.n_samples, 0)):
         if value < low:
             raise ExportError(f"{name} must be at least {low}, got {value}", name)
+    check_runtimes(config)
     code = config.prolific_completion_code
     if code is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", code):
         raise ExportError(f"prolific_completion_code {code!r} must be the code Prolific shows "
@@ -192,6 +205,31 @@ def preflight(config: ExportConfig) -> Path:
     except BundleError as exc:
         raise ExportError(f"output: {exc}", "output") from exc
     return checkpoint
+
+
+def check_runtimes(config: ExportConfig) -> None:
+    """Check ``runtimes`` and ``jspsych_dir`` (the pinned files, by version and hash).
+
+    Raises:
+        ExportError: an unknown or repeated runtime, none at all, ``jspsych_dir``
+            without the ``jspsych`` runtime, or a ``jspsych_dir`` without the pinned files.
+    """
+    from dubfiv.study.jspsych.packages import JsPsychPackageError, check_local
+
+    runtimes = tuple(config.runtimes)
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if not runtimes or unknown or len(set(runtimes)) != len(runtimes):
+        raise ExportError(f"runtimes {','.join(runtimes) or '(none)'}: give one or more of "
+                          f"{', '.join(RUNTIMES)}, each once", "runtimes")
+    if config.jspsych_dir is None:
+        return
+    if "jspsych" not in runtimes:
+        raise ExportError(f"jspsych_dir {config.jspsych_dir}: only used with the jspsych "
+                          "runtime (`runtimes`)", "jspsych_dir")
+    try:
+        check_local(config.jspsych_dir)
+    except JsPsychPackageError as exc:
+        raise ExportError(str(exc), exc.parameter) from exc
 
 
 def tutorial_settings(config: ExportConfig, color_maps: tuple[str, str] | None = None

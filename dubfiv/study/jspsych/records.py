@@ -14,8 +14,9 @@ field                       value
 ``dubfiv_mode``             ``collector``, ``jatos`` or ``preview``
 ``dubfiv_started``          ISO 8601 UTC time of the first page
 ``dubfiv_page``             the page's name (``consent``, ``tutorial_1``,
-                            ``comprehension``, ``explanation_1``, ``attributes``,
-                            ``attention_2``, ``task_3``, ``end``)
+                            ``comprehension``, ``condition_intro``, ``explanation_1``,
+                            ``attributes``, ``check_<tag>`` (an attention check on a
+                            page of its own), ``task_3``, ``end``)
 ``dubfiv_answers``          ``{tag: 1-based choice number}`` of the page's questions
 ``dubfiv_end``              on the last record only: ``finished``, or why the study
                             ended early (``declined``, ``device``, ``comprehension``)

@@ -36,6 +36,7 @@ from dubfiv.study.build.export_config import (
 from dubfiv.study.build.names import NAMES_RECORD
 from dubfiv.study.build.task import answer_attributes, read_ground_truth, select_prediction_tasks
 from dubfiv.study.content import Study, default_attributes
+from dubfiv.study.jspsych.writer import PAGE_FILES
 from dubfiv.study.qsf.image_urls import replace_image_urls
 from dubfiv.study.qsf.reader import QsfError, read_qsf
 from dubfiv.study.qsf.validate import validate_qsf
@@ -248,15 +249,21 @@ def test_qsf_is_an_importable_survey_of_the_study(exported: ExportResult) -> Non
 
 
 def test_public_folder_is_participant_safe(exported: ExportResult) -> None:
-    """public/ holds only neutral-named PNGs the survey shows; everything else stays out."""
+    """public/ holds only neutral-named PNGs the survey shows and the jsPsych page's own
+    files (checked in test_jspsych_export.py); everything else stays out."""
     folder, study = exported.output, exported.study
-    public = sorted(p.relative_to(folder).as_posix() for p in (folder / "public").rglob("*"))
+    page = {f"public/{name}" for name in PAGE_FILES}
+    hosted = sorted(p.relative_to(folder).as_posix() for p in (folder / "public").rglob("*"))
+    assert page <= set(hosted)
+    public = [p for p in hosted if p not in page]
     assert public and all(NEUTRAL.fullmatch(p) for p in public)
     assert public == sorted({img.path for img in study.images()})
     outside = [p for p in folder.rglob("*") if p.is_file() and "public" not in p.parts]
     assert not [p for p in outside if p.suffix == ".png" and p.parent.name != "figures"]
-    for name in ("index.html", "study.json", "records", "figures"):
+    for name in ("study.json", "records", "figures"):
         assert not (folder / "public" / name).exists()
+    # public/index.html is the participants' page, not the researcher preview
+    assert (folder / "public" / "index.html").read_text() != (folder / "index.html").read_text()
     # the private table says what each neutral name is; the names say nothing
     table = json.loads((folder / NAMES_RECORD).read_text())["images"]
     assert sorted(e["path"] for e in table) == public
@@ -304,7 +311,7 @@ def test_pngs_are_print_quality(exported: ExportResult) -> None:
     n_cells = (ROWS * 5 + ROWS * 6 + len(exported.study.conditions[2].pages[0].images)
                + N_TASKS + N_TUTORIAL_IMAGES)
     assert len(pngs) == 3 + n_cells
-    assert len(list((folder / "public").iterdir())) == n_cells
+    assert len(list((folder / "public").glob("*.png"))) == n_cells
     for path in pngs:
         with Image.open(path) as im:
             assert min(im.info["dpi"]) >= 300, path

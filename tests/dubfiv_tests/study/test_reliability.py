@@ -354,7 +354,7 @@ def test_a_build_killed_with_sigkill_is_cleaned_up_by_the_next(tmp_path: Path) -
 
 
 def _public_names(folder: Path) -> list[str]:
-    return sorted(p.name for p in (folder / PUBLIC_DIR).iterdir())
+    return sorted(p.name for p in (folder / PUBLIC_DIR).glob("*.png"))
 
 
 def test_image_names_are_secret_and_stable_in_one_folder(run_copy: Path, small_dataset: Path,
