@@ -68,8 +68,9 @@ class PageProblems:
         page.on("console", self._console)
         page.on("requestfailed", lambda req: self.errors.append(
             f"failed load: {req.url} ({req.failure})"))
-        page.on("response", lambda resp: resp.status >= 400 and self.errors.append(
-            f"HTTP {resp.status}: {resp.url}"))
+        page.on("response", lambda resp: resp.status >= 400
+                and not resp.url.endswith("/favicon.ico")
+                and self.errors.append(f"HTTP {resp.status}: {resp.url}"))
 
     def _console(self, message: Any) -> None:
         if message.type in ("error", "assert"):

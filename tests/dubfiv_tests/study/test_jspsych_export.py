@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_check import PageProblems, chromium, require_browser
 from hosted_study import host_study, require_node_modules
 
 from dubfiv.cli.export_user_study import build_parser
@@ -64,15 +65,6 @@ TIMEOUT_MS = 15_000
 # ---------------------------------------------------------------------- shared helpers
 
 
-def require_chromium() -> str:
-    """The system Chromium and Playwright, or skip."""
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    found = shutil.which("chromium")
-    if not found:
-        pytest.skip("no chromium on PATH (the browser tests use the system Chromium)")
-    return found
-
-
 @contextlib.contextmanager
 def serve(folder: Path) -> Iterator[str]:
     """``folder`` over HTTP on 127.0.0.1 (a port of its own); yields the base URL. A POST
@@ -93,26 +85,15 @@ def serve(folder: Path) -> Iterator[str]:
         server.server_close()
 
 
-@contextlib.contextmanager
-def chromium_browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    binary = require_chromium()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=binary, args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            browser.close()
+def chromium_browser() -> contextlib.AbstractContextManager[Any]:
+    """The system Chromium (Playwright), or skip."""
+    return chromium(require_browser())
 
 
 def watch_errors(page: Any) -> list[str]:
-    """Uncaught exceptions and console errors of ``page`` (a list that fills up)."""
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(f"exception: {exc}"))
-    page.on("console", lambda m: errors.append(f"console.error: {m.text}")
-            if m.type == "error" else None)
-    return errors
+    """Uncaught exceptions, console errors and failed loads of ``page`` (a list that
+    fills up)."""
+    return PageProblems(page).errors
 
 
 def answer_plan(study: Study, wrong: str | None = None) -> dict[str, int]:
@@ -769,7 +750,8 @@ def _collector_page(browser: Any, base: str, fake: FakeCollector, pid: str,
 def _http_errors_only(errors: list[str], *codes: int) -> bool:
     """Only the console's notes on the given HTTP statuses (a browser logs every failed
     fetch as an error, even one the page handles)."""
-    return all(any(f"status of {c}" in e for c in codes) for e in errors)
+    return all(any(f"status of {c}" in e or e.startswith(f"HTTP {c}:") for c in codes)
+               for e in errors)
 
 
 def test_collector_backend_saves_each_page_retries_and_redirects(local_page) -> None:
