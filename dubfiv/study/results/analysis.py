@@ -1,6 +1,12 @@
-"""Analyse a Qualtrics CSV export of a study built by :mod:`dubfiv.study.qsf.writer`.
+"""Analyse the responses of a study, whichever runtime collected them.
 
-Input: the CSV as Qualtrics exports it (:mod:`dubfiv.study.results.responses`: three
+:func:`analyse_study` reads Qualtrics' CSV export, the collector's export or
+database, or jsPsych/JATOS trial records (:mod:`dubfiv.study.results.sources`:
+each becomes the same table of export tags) and hands it to
+:func:`analyse_responses`, the one path of exclusions and model for all of them;
+``results["runtime"]`` says where the data came from.
+
+Qualtrics' input: the CSV as Qualtrics exports it (:mod:`dubfiv.study.results.responses`: three
 header rows, numeric values or choice texts; empty cells and ``-99`` are
 missing answers). Columns are found by export tag, else by import id
 (:func:`dubfiv.study.qsf.columns.response_layout`):
@@ -48,8 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from dubfiv.study.content import Study
-from dubfiv.study.qsf.columns import ResponseLayout, response_layout
-from dubfiv.study.qsf.reader import QsfError, read_qsf
+from dubfiv.study.qsf.columns import ResponseLayout
 from dubfiv.study.results.condition_effect import (
     ParticipantAccuracy,
     compare_conditions,
@@ -69,6 +74,7 @@ from dubfiv.study.results.figure import (
     write_figure,
 )
 from dubfiv.study.results.responses import Responses, ResultsError, choice, read_responses
+from dubfiv.study.results.sources import QSF_NAME, RuntimeInfo, read_source, responses_path
 from two4two.files import atomic_write_many
 
 __all__ = [
@@ -89,7 +95,6 @@ __all__ = [
     "write_results",
 ]
 
-QSF_NAME = "study.qsf"
 RESULTS_JSON = "results.json"
 RESULTS_PNG = "results.png"
 ACCURACY_PNG = "accuracy.png"
@@ -258,25 +263,28 @@ def _prediction(study: Study, answers: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def analyse_study(responses_csv: str | os.PathLike[str], study_dir: str | os.PathLike[str],
-                  config: AnalysisConfig | None = None) -> dict[str, Any]:
-    """Load ``study_dir/study.json`` and ``study.qsf`` and analyse the CSV.
+def analyse_study(responses: str | os.PathLike[str] | None, study_dir: str | os.PathLike[str],
+                  config: AnalysisConfig | None = None, *, database: str | None = None
+                  ) -> dict[str, Any]:
+    """Load ``study_dir/study.json`` and analyse ``responses`` or ``database``.
 
-    The survey (``study.qsf``, written by the export) says which column holds
-    which answer (:func:`dubfiv.study.qsf.columns.response_layout`).
+    ``responses``: a file or folder, its format detected
+    (:func:`dubfiv.study.results.sources.read_source`): Qualtrics' CSV export (its
+    columns read from ``study_dir/study.qsf``), the collector's export CSV, or
+    jsPsych/JATOS trial records (``.json``, ``.jsonl``, ``.txt``, a JATOS ``.zip`` or a
+    folder); ``database``: the collector's database URL instead (exactly one of the
+    two). The results name the runtime, the source (a URL without its password) and,
+    for the collector's database, the attempts refused at the start
+    (``results["runtime"]``, :class:`~dubfiv.study.results.sources.RuntimeInfo`).
     """
-    responses = read_responses(responses_csv)
+    if responses is not None and database is None:
+        responses = responses_path(responses)
     study = Study.load(study_dir)
-    qsf = Path(study_dir) / QSF_NAME
-    if not qsf.is_file():
-        raise ResultsError(f"{qsf}: no survey file; the response columns are read from the "
-                           "survey the export wrote: copy study.qsf back into the study folder "
-                           "or export the study again")
-    try:
-        layout = response_layout(study, read_qsf(qsf))
-    except QsfError as exc:
-        raise ResultsError(f"{qsf}: {exc}") from exc
-    return analyse_responses(study, responses, layout, config)
+    source = read_source(study, study_dir, responses, database)
+    results = analyse_responses(study, source.responses, source.layout, config)
+    results["responses"] = source.runtime.source
+    results["runtime"] = source.runtime.to_dict()
+    return results
 
 
 def write_results(results: dict[str, Any], output_dir: str | os.PathLike[str]
@@ -307,9 +315,13 @@ def ci_text(ci: list[float] | None, fmt: str = ".2f") -> str:
 
 
 def summary_table(results: dict[str, Any]) -> str:
-    """Plain-text tables: exclusions; share judged relevant; accuracy by condition."""
+    """Plain-text tables: the runtime (where given); exclusions; share judged relevant;
+    accuracy by condition."""
     exc = results["exclusions"]
-    lines = [f"responses: {exc['n_rows']} rows, {exc['n_kept']} kept; excluded: "
+    runtime = results.get("runtime")
+    lines = [RuntimeInfo.describe(runtime)] if runtime else []
+    lines += [f"note: {n}" for n in (runtime or {}).get("notes", [])]
+    lines += [f"responses: {exc['n_rows']} rows, {exc['n_kept']} kept; excluded: "
              + (", ".join(f"{k} {v}" for k, v in exc["excluded"].items() if v) or "none")
              + f" (minimum duration {exc['min_duration_s']:g} s: "
              f"{exc['min_duration_source']})"]

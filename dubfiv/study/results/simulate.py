@@ -19,7 +19,10 @@ the device question (if asked) answered with its first choice.
 (:func:`dubfiv.study.qsf.responses_csv.write_responses_csv` writes them as that
 file), and
 :func:`estimate_power` repeats the analysis on many simulated studies
-(``docs/study_analysis.md``).
+(``docs/study_analysis.md``). :func:`participant_plans` gives the same simulated
+participants as answer plans for a browser test that plays them on the jsPsych page
+(:func:`spoil_plan` makes one end early or fail a check; :func:`plan_row` is the
+row the analysis should read back).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from dubfiv.study.content import Study
-from dubfiv.study.qsf.reader import TAG_DEVICE
+from dubfiv.study.layout import attention_slots
+from dubfiv.study.qsf.reader import TAG_CONSENT, TAG_DEVICE
 from dubfiv.study.results.condition_effect import (
     ParticipantAccuracy,
     cluster_robust_logit,
@@ -41,10 +45,17 @@ from dubfiv.study.results.condition_effect import (
 from dubfiv.study.results.responses import ResultsError
 
 __all__ = [
+    "SPOILS",
+    "ParticipantPlan",
+    "ParticipantPlans",
     "Simulation",
     "SimulationConfig",
+    "answer_tags",
     "estimate_power",
+    "participant_plans",
+    "plan_row",
     "simulate",
+    "spoil_plan",
 ]
 
 _START = dt.datetime(2024, 5, 1, 9, 0, 0)
@@ -216,3 +227,136 @@ def estimate_power(study: Study, config: SimulationConfig, n_simulations: int = 
             entry = fit["contrasts"].get(key)
             hits[key] += int(entry is not None and entry["p_value"] < alpha)
     return {k: v / n_simulations for k, v in hits.items()}
+
+
+# ---------------------------------------------------------------------- answer plans
+
+
+@dataclasses.dataclass
+class ParticipantPlan:
+    """How one simulated participant answers the jsPsych page.
+
+    ``answers``: export tag -> 1-based choice number (``consent``, ``device``, each
+    check's tag, ``relevance_<i>``, ``confidence_<i>``, ``predict_<task key>``; the
+    radio inputs of the page are named by these tags), only the questions the
+    participant gets to. ``end``: how the page ends (``finished``, ``declined``,
+    ``device``, ``comprehension``); ``exclusion``: the rule of
+    :data:`dubfiv.study.results.exclusions.RULES` that will exclude the participant
+    (``None``: kept, if not too fast or a duplicate).
+    """
+
+    participant: str
+    condition: str
+    answers: dict[str, int]
+    duration_s: float
+    prolific_pid: str
+    end: str = "finished"
+    exclusion: str | None = None
+    row: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    """The row :func:`simulate` drew (metadata and answers before any :func:`spoil_plan`)."""
+
+
+@dataclasses.dataclass
+class ParticipantPlans:
+    """Answer plans per condition key (study order), the truth, the simulation drawn."""
+
+    plans: dict[str, list[ParticipantPlan]]
+    truth: dict[str, Any]
+    simulation: Simulation
+
+
+def answer_tags(study: Study) -> list[str]:
+    """The export tags of every question the page asks, in page order (consent page,
+    comprehension page, attribute page, the prediction tasks with the other attention
+    checks among them; :mod:`dubfiv.study.layout`)."""
+    on_attributes, slots = attention_slots(study)
+    n = len(study.attributes)
+    tags = [TAG_CONSENT, *([TAG_DEVICE] if study.device_choices else [])]
+    tags += [c.tag for c in study.checks_of("comprehension")]
+    tags += [f"relevance_{i}" for i in range(1, n + 1)] + [c.tag for c in on_attributes]
+    tags += [f"confidence_{i}" for i in range(1, n + 1)]
+    for i, task in enumerate(study.tasks):
+        tags += [c.tag for c in slots.get(i, [])] + [f"predict_{task.key}"]
+    return tags
+
+
+def participant_plans(study: Study, config: SimulationConfig | None = None
+                      ) -> ParticipantPlans:
+    """The participants of :func:`simulate` (same model, same draws for the same
+    ``config``) as answer plans, all of which finish and pass every check.
+
+    The caller picks who misbehaves: :func:`spoil_plan` (decline, wrong device, a
+    failed comprehension or attention check); a duplicate attempt is a second plan
+    played with the same ``prolific_pid``; an unfinished one is a plan the driver
+    abandons part way. ``config.missing_rate`` must be 0: the page requires every
+    answer.
+
+    Raises:
+        ResultsError: ``config`` does not fit the study, or ``missing_rate`` > 0.
+    """
+    config = config or SimulationConfig()
+    if config.missing_rate:
+        raise ResultsError(f"`missing_rate` must be 0 for answer plans (the jsPsych page "
+                           f"requires every answer), got {config.missing_rate}")
+    sim = simulate(study, config)
+    tags = answer_tags(study)
+    plans: dict[str, list[ParticipantPlan]] = {c.key: [] for c in study.conditions}
+    for row in sim.rows:
+        plans[row["condition"]].append(ParticipantPlan(
+            row["ResponseId"], row["condition"], {t: int(row[t]) for t in tags},
+            float(row["Duration (in seconds)"]), row["PROLIFIC_PID"], row=dict(row)))
+    return ParticipantPlans(plans, sim.truth, sim)
+
+
+SPOILS = ("declined", "device", "comprehension", "attention")
+"""What :func:`spoil_plan` can do to a plan."""
+
+
+def _wrong(correct: int, n_choices: int) -> int:
+    return next(k for k in range(1, n_choices + 1) if k != correct)
+
+
+def spoil_plan(study: Study, plan: ParticipantPlan, how: str) -> ParticipantPlan:
+    """A copy of ``plan`` that ``how`` (one of :data:`SPOILS`): ``declined`` consent;
+    answers the ``device`` question with a phone or tablet; answers the first
+    ``comprehension`` check wrongly (the page ends after the comprehension page); or
+    answers the first ``attention`` check wrongly (finishes, then excluded). The wrong
+    choice is the first choice that is not the right one.
+
+    Raises:
+        ResultsError: unknown ``how``, or the study has no such question.
+    """
+    answers = dict(plan.answers)
+    first_of = {kind: study.checks_of(kind)[:1] for kind in ("comprehension", "attention")}
+    if how == "declined":
+        kept, end, rule = [TAG_CONSENT], "declined", "declined"
+        answers[TAG_CONSENT] = 2
+    elif how == "device" and study.device_choices:
+        kept, end, rule = [TAG_CONSENT, TAG_DEVICE], "device", "wrong_device"
+        answers[TAG_DEVICE] = 2
+    elif how in ("comprehension", "attention") and first_of[how]:
+        chk = first_of[how][0]
+        answers[chk.tag] = _wrong(chk.correct, len(chk.choices))
+        rule = f"failed_{how}"
+        if how == "comprehension":
+            kept = [TAG_CONSENT, TAG_DEVICE, *(c.tag for c in study.checks_of(how))]
+            end = "comprehension"
+        else:
+            kept, end = list(answers), "finished"
+    else:
+        what = how if how in SPOILS else None
+        raise ResultsError(f"cannot spoil a plan with {how!r}: " + (
+            f"the study has no {what} question" if what else f"choose one of {SPOILS}"))
+    return dataclasses.replace(plan, answers={t: v for t, v in answers.items() if t in kept},
+                               end=end, exclusion=rule, row=dict(plan.row))
+
+
+def plan_row(study: Study, plan: ParticipantPlan) -> dict[str, str]:
+    """The response row the analysis should read for ``plan`` (keys as in
+    :func:`simulate`, for :func:`dubfiv.study.qsf.responses_csv.write_responses_csv`):
+    its answers, the others empty, ``Finished`` 1 only for a plan that finishes."""
+    row = {k: v for k, v in plan.row.items() if k not in answer_tags(study)}
+    row.update({t: str(v) for t, v in plan.answers.items()})
+    row["Finished"] = "1" if plan.end == "finished" else "0"
+    return row
+
