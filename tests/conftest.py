@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import shared_fixtures
 import slurm_cluster as slurm_cluster_module
+from postgres_server import postgres_url  # noqa: F401 (the session fixture)
 
 
 @pytest.fixture(scope="session")
