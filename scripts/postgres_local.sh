@@ -23,20 +23,10 @@
 set -u
 
 PROG=postgres_local
+. "$(dirname "$0")/daemon_lib.sh"
 FIRST_PORT=15432
 LAST_PORT=15631
 WAIT_S=${DUBFIV_PG_WAIT_S:-60}
-
-die() { echo "$PROG: $*" >&2; exit 1; }
-say() { echo "$PROG: $*" >&2; }
-
-# alive PID: the process exists and is not a zombie
-alive() {
-    local state
-    [ -n "$1" ] && [ -r "/proc/$1/stat" ] || return 1
-    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-    [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
-}
 
 # ours: the PID in DIR/data/postmaster.pid if that process is alive and serves this DIR
 # (its command line names DIR/data), else nothing; guards against a reused PID
@@ -44,27 +34,9 @@ ours() {
     local pid
     [ -f "$DIR/data/postmaster.pid" ] || return 1
     pid=$(head -1 "$DIR/data/postmaster.pid" | tr -dc '0-9')
-    alive "$pid" || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$DIR/data" || return 1
+    alive "$pid" && started_for "$pid" "$DIR/data" || return 1
     echo "$pid"
 }
-
-# port_busy PORT: something accepts connections on 127.0.0.1:PORT
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# wait_for SECONDS COMMAND...: poll COMMAND every 0.5 s until it succeeds or time runs out
-wait_for() {
-    local tries=$(($1 * 2))
-    shift
-    while [ "$tries" -gt 0 ]; do
-        "$@" && return 0
-        sleep 0.5
-        tries=$((tries - 1))
-    done
-    return 1
-}
-
-gone() { ! alive "$1"; }
 
 # server_bin DIR: DIR holds the server programs this script runs
 server_bin() { [ -x "$1/initdb" ] && [ -x "$1/pg_ctl" ] && [ -x "$1/postgres" ]; }

@@ -25,17 +25,7 @@ CTLD_PORT=${DUBFIV_SLURMCTLD_PORT:-16817}
 SLURMD_PORT=${DUBFIV_SLURMD_PORT:-16818}
 WAIT_S=${DUBFIV_SLURM_WAIT_S:-60}
 PROG=slurm_single_node
-
-die() { echo "$PROG: $*" >&2; exit 1; }
-say() { echo "$PROG: $*" >&2; }
-
-# alive PID: the process exists and is not a zombie
-alive() {
-    local state
-    [ -n "$1" ] && [ -r "/proc/$1/stat" ] || return 1
-    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-    [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
-}
+. "$(dirname "$0")/daemon_lib.sh"
 
 # ours NAME: the PID recorded in DIR/NAME.pid if that process is alive and was started for
 # this DIR (its command line names DIR), else nothing; guards against a reused PID
@@ -43,27 +33,9 @@ ours() {
     local pid
     [ -f "$DIR/$1.pid" ] || return 1
     pid=$(tr -dc '0-9' <"$DIR/$1.pid")
-    alive "$pid" || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$DIR/" || return 1
+    alive "$pid" && started_for "$pid" "$DIR/" || return 1
     echo "$pid"
 }
-
-# port_busy PORT: something accepts connections on localhost:PORT
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# wait_for SECONDS COMMAND...: poll COMMAND every 0.5 s until it succeeds or time runs out
-wait_for() {
-    local tries=$(($1 * 2))
-    shift
-    while [ "$tries" -gt 0 ]; do
-        "$@" && return 0
-        sleep 0.5
-        tries=$((tries - 1))
-    done
-    return 1
-}
-
-gone() { ! alive "$1"; }
 
 # stop_pid PID SECONDS: wait up to SECONDS for PID to end, then SIGTERM, then SIGKILL
 stop_pid() {

@@ -77,8 +77,8 @@ def check_public(study_dir: Path) -> Path:
     has no ``index.html`` (the study was not exported for the jsPsych runtime)."""
     index = study_dir / "public" / INDEX
     if not index.is_file():
-        raise StudyFolderError(f"{index} not found: export the study with "
-                               "dubfiv_export_user_study --runtime jspsych")
+        raise StudyFolderError(f"{index} not found: export the study with the jsPsych "
+                               "runtime (`runtimes` including 'jspsych')")
     return (study_dir / "public").resolve()
 
 

@@ -180,7 +180,7 @@ def responses_path(responses: str | os.PathLike[str]) -> Path:
     path = Path(responses)
     if not path.exists():
         raise ResultsError(f"responses file {path} not found (pass Qualtrics' CSV export, the "
-                           "collector's --export CSV, or jsPsych/JATOS data as `responses`)")
+                           "collector's exported CSV, or jsPsych/JATOS data as `responses`)")
     return path
 
 
@@ -465,7 +465,7 @@ def open_collector_store(url: str) -> Any:
     except ImportError as exc:
         raise ResultsError(f"`database` needs the collector (dubfiv.study.collector), which "
                            f"cannot be imported ({exc}); install dubfiv with its dependencies "
-                           "(pip install -e .) or pass its --export CSV as `responses`") from None
+                           "(pip install -e .) or pass its exported CSV as `responses`") from None
     return open_store(url)
 
 

@@ -429,7 +429,7 @@ def test_cli_one_line_errors(tmp_path: Path, study_folder, capsys) -> None:
     bare = tmp_path / "bare"
     make_study(bare)
     (bare / "public" / "index.html").unlink()
-    assert "--runtime jspsych" in error(str(bare))
+    assert "jsPsych runtime" in error(str(bare))
     line = error(str(folder), "--port", "0",
                  "--database", "postgresql://user:hunter2@127.0.0.1:1/db")
     assert "127.0.0.1:1" in line and "hunter2" not in line

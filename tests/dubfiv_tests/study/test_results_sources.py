@@ -615,7 +615,7 @@ def test_cli_source_flags(simulated, tmp_path: Path, capsys) -> None:
     assert main(["--responses", str(missing), "--study", str(folder)]) == 1
     err = capsys.readouterr().err
     assert err == (f"dubfiv_study_results: error: responses file {missing} not found (pass "
-                   "Qualtrics' CSV export, the collector's --export CSV, or jsPsych/JATOS data "
+                   "Qualtrics' CSV export, the collector's exported CSV, or jsPsych/JATOS data "
                    "as --responses)\n")
     assert main(["--database", "nope", "--study", str(folder)]) == 1
     assert "--database 'nope' is not a database URL" in capsys.readouterr().err
