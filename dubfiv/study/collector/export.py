@@ -23,10 +23,9 @@ from dubfiv.files import atomic_write_text
 from dubfiv.study.collector.store import Store
 from dubfiv.study.content import Study
 from dubfiv.study.jspsych.records import (
-    PARTICIPANT_FIELD,
     RUNTIME_COLUMN,
     RecordsError,
-    participant_row,
+    session_row,
 )
 from dubfiv.study.qsf.columns import tag_layout
 from dubfiv.study.qsf.reader import CONDITION_FIELD, PROLIFIC_FIELDS
@@ -54,12 +53,8 @@ def response_rows(study: Study, records: Mapping[str, list[dict[str, Any]]]
     rows: list[dict[str, str]] = []
     skipped: list[tuple[str, str]] = []
     for participant, trial_records in records.items():
-        if not trial_records:  # opened, nothing saved
-            rows.append({"ResponseId": participant, "Finished": "0", RUNTIME_COLUMN: RUNTIME})
-            continue
         try:
-            rows.append(participant_row(study, [{**r, PARTICIPANT_FIELD: participant}
-                                                for r in trial_records], RUNTIME))
+            rows.append(session_row(study, participant, trial_records, RUNTIME))
         except RecordsError as error:
             skipped.append((participant, str(error)))
     return rows, skipped

@@ -59,6 +59,7 @@ __all__ = [
     "check_hash",
     "group_by_participant",
     "participant_row",
+    "session_row",
 ]
 
 EXPERIMENT_JSON = "experiment.json"
@@ -188,3 +189,18 @@ def participant_row(study: Study, records: list[Mapping[str, Any]], runtime: str
         for tag, value in answers.items():
             row[str(tag)] = "" if value is None else str(value)
     return row
+
+
+def session_row(study: Study, participant: str, records: list[Mapping[str, Any]],
+                runtime: str) -> dict[str, str]:
+    """:func:`participant_row` of one stored session, whose records get its id
+    ``participant``; a session without a saved page (opened, nothing answered) is a row
+    of its own: started, unfinished.
+
+    Raises:
+        RecordsError: as :func:`participant_row`.
+    """
+    if not records:
+        return {"ResponseId": participant, "Finished": "0", RUNTIME_COLUMN: runtime}
+    return participant_row(study, [{**r, PARTICIPANT_FIELD: participant} for r in records],
+                           runtime)

@@ -56,7 +56,7 @@ from dubfiv.study.jspsych.records import (
     RUNTIME_COLUMN,
     RecordsError,
     group_by_participant,
-    participant_row,
+    session_row,
 )
 from dubfiv.study.qsf.columns import ResponseLayout, response_layout, tag_layout
 from dubfiv.study.qsf.reader import CONDITION_FIELD, PROLIFIC_FIELDS, QsfError, read_qsf
@@ -385,12 +385,8 @@ def _rows_of_records(study: Study, groups: Mapping[str, list[Mapping[str, Any]]]
         place = where if isinstance(where, str) else where[pid]
         name = runtime or (RUNTIME_JATOS if any(r.get(MODE_FIELD) == "jatos" for r in records)
                            else RUNTIME_FILE)
-        if not records:  # a session without a saved page: started, nothing answered
-            rows.append({"ResponseId": pid, "Finished": "0", RUNTIME_COLUMN: name})
-            continue
         try:
-            rows.append(participant_row(study, [{**r, PARTICIPANT_FIELD: pid}
-                                                for r in records], name))
+            rows.append(session_row(study, pid, records, name))
         except RecordsError as exc:
             raise ResultsError(f"{place}, participant {pid}: {exc}; pass the records the "
                                "dubfiv jsPsych page wrote, unchanged") from None
