@@ -116,11 +116,11 @@ def test_ensure_blender_available(monkeypatch) -> None:
         assert blender.ensure_blender_available() is None
         assert blender.ensure_blender_available(blender_dir="x", download_blender=True) is None
     failed = subprocess.CompletedProcess([], 1, "", "Traceback\nImportError: no libGL")
-    monkeypatch.setattr(blender.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
     monkeypatch.setattr(blender.subprocess, "run", lambda *args, **kwargs: failed)
     with pytest.raises(blender.RenderError, match=r"does not import \(ImportError: no libGL\)"):
         blender.ensure_blender_available()
-    monkeypatch.setattr(blender.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(blender.RenderError, match=r'pip install "bpy==4\.5\.\*"'):
         blender.ensure_blender_available()
 

@@ -11,8 +11,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_VIEW_TRANSFORM", "DEVICES", "GPU_BACKENDS", "RenderSpec", "backends_to_try",
-           "mask_from_index_pass", "worker_devices"]
+__all__ = ["DEFAULT_SAMPLES", "DEFAULT_VIEW_TRANSFORM", "DEVICES", "GPU_BACKENDS", "RenderSpec",
+           "backends_to_try", "mask_from_index_pass", "worker_devices"]
+
+DEFAULT_SAMPLES = 128
+"""Cycles samples per pixel of the released datasets."""
 
 DEVICES = ("auto", "cpu", "gpu", "cuda", "optix")
 """Cycles devices a renderer accepts: ``auto`` (a GPU if Cycles finds one, else the

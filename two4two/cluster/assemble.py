@@ -31,7 +31,8 @@ from two4two.cluster.shards import (
     shard_dir,
 )
 from two4two.cluster.task import SHARD_LOCK, ShardLockedError
-from two4two.dataset import PARAMETERS, DatasetError, DirPlan, finish_split
+from two4two.dataset import PARAMETERS, DatasetError
+from two4two.dataset_plan import DirPlan, finish_split
 from two4two.files import atomic_write_bytes
 from two4two.locking import FolderLock
 from two4two.scene_parameters import SceneParameters

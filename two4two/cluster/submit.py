@@ -43,15 +43,9 @@ from two4two.cluster.shards import (
 )
 from two4two.cluster.status import FolderStatus, folder_status
 from two4two.cluster.task import ShardJob, ShardTask
-from two4two.dataset import (
-    LOCK,
-    DatasetError,
-    DatasetLockedError,
-    DirPlan,
-    iter_dataset_dirs,
-    plan_dataset,
-)
+from two4two.dataset import LOCK, DatasetError, DatasetLockedError
 from two4two.dataset_config import DatasetConfig
+from two4two.dataset_plan import DirPlan, iter_dataset_dirs, plan_dataset
 from two4two.locking import FolderLock
 
 __all__ = [
