@@ -3,8 +3,9 @@
 The file names of a split folder, the dataset's errors, and
 :func:`verify_complete`: a split marked complete is checked line by line and
 image by image before it is trusted (``docs/reliability.md``). Kept apart from
-:mod:`two4two.dataset` (which plans and renders) so that the cluster code and the
-writer share one definition of a folder.
+:mod:`two4two.dataset_plan` (which plans) and :mod:`two4two.dataset` (which
+renders) so that the planner, the writer and the cluster code share one
+definition of a folder.
 """
 
 from __future__ import annotations

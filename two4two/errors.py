@@ -18,7 +18,8 @@ class Two4TwoError(Exception):
 class RenderError(Two4TwoError, RuntimeError):
     """Rendering failed: ``bpy`` is missing, or a Blender worker failed or died.
 
-    Raised by :mod:`two4two.blender` (and exported there too).
+    Raised by the renderer (:mod:`two4two.blender`, which exports it, and
+    :mod:`two4two._blender.renderer`).
 
     ``details`` holds the worker's traceback or log tail, when there is one.
     """

@@ -215,6 +215,39 @@ def test_a_worker_crashing_by_itself_is_a_worker_crash_error(tmp_path):
         assert image.shape == (*RES, 3)
 
 
+
+def _wait_until_dead(pid: int) -> None:
+    """Wait until ``pid`` has exited (a zombie: its sockets are closed)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"worker {pid} still runs 10 s after the signal")
+
+
+@pytest.mark.parametrize(("sig", "error"), [(signal.SIGSEGV, WorkerCrashError),
+                                             (signal.SIGKILL, RenderError)])
+def test_a_worker_found_dead_when_handed_work_is_a_render_error(tmp_path, sig, error):
+    """A worker that died while idle is found when the next call sends it work (not when a
+    result is awaited); that is the same public error, so a crash there is retried too."""
+    with Renderer(n_processes=1, samples=1) as pool:
+        render_many(pool, [scene()])
+        pid = pool.worker_pids[0]
+        os.kill(pid, sig)
+        _wait_until_dead(pid)
+        with pytest.raises(error, match=rf"signal {int(sig)} \({sig.name}\)") as failure:
+            render_many(pool, [scene()], output_dir=tmp_path)
+        assert isinstance(failure.value, WorkerCrashError) == (sig == signal.SIGSEGV)
+        assert not pool.started and not list(tmp_path.iterdir())
+        ((image, _, _),) = render_many(pool, [scene()])  # fresh workers take over
+        assert image.shape == (*RES, 3)
+
+
 _INTERRUPT_SCRIPT = textwrap.dedent("""
     import sys
     from two4two.scene_parameters import SceneParameters

@@ -2,8 +2,9 @@
 
 :class:`Renderer` owns the pool's life (start, close, terminate) and checks a
 call's arguments; :class:`_RenderCall` carries one call through the pool: at most
-a window of tasks in flight, results handed back in input order, and the images
-still in flight drained when the caller stops early. Public through
+a window of tasks in flight, results handed back in input order, and, when the
+caller stops early, the images still in flight drained (or the workers killed,
+with ``drain_on_close=False``). Public through
 :mod:`two4two.blender` (``docs/two4two_render.md``); no ``bpy`` here.
 """
 
@@ -106,11 +107,16 @@ class _RenderCall:
         self._chunks = iter([tasks[i:i + chunk_size] for i in range(0, len(tasks), chunk_size)])
 
     def _fill(self) -> None:
+        """Hand the pool chunks until ``window`` tasks are in flight; a worker found dead
+        when it is handed work is :func:`render_error`'s error too."""
         while self.in_flight < self.window:
             chunk = next(self._chunks, None)
             if chunk is None:
                 return
-            self.pool.submit(self.call_id, chunk)
+            try:
+                self.pool.submit(self.call_id, chunk)
+            except WorkerFailure as failure:
+                raise render_error(failure) from None
             self.in_flight += len(chunk)
 
     def _receive(self) -> tuple:
