@@ -32,3 +32,19 @@ wait_for() {
     done
     return 1
 }
+
+# main USAGE_LINES "$@": the scripts' one interface, `start|stop|status DIR`. Sets DIR and
+# calls the caller's start, stop or status function; anything else prints the usage (lines
+# USAGE_LINES of the caller's header comment, e.g. 2,6) and exits 2.
+main() {
+    local lines=$1
+    shift
+    if [ $# = 2 ]; then
+        DIR=$2
+        case "$1" in
+            start | stop | status) "$1"; return ;;
+        esac
+    fi
+    sed -n "${lines}s/^# \{0,1\}//p" "$0" >&2
+    exit 2
+}

@@ -186,13 +186,4 @@ status() {
     return 3
 }
 
-usage() { sed -n '2,6s/^# \{0,1\}//p' "$0"; }
-
-[ $# = 2 ] || { usage >&2; exit 2; }
-DIR=$2
-case "$1" in
-    start) start ;;
-    stop) stop ;;
-    status) status ;;
-    *) usage >&2; exit 2 ;;
-esac
+main 2,6 "$@"
