@@ -12,23 +12,22 @@ them without trying. :func:`fresh_database` gives a test a schema of its own.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "postgres_local.sh"
-#: seconds the script may take to start or stop the server
-SCRIPT_TIMEOUT_S = 120
+from private_daemon import DaemonScript, DaemonUnavailable, daemon_session
 
 
-class PostgresUnavailable(RuntimeError):
+class PostgresUnavailable(DaemonUnavailable):
     """The server could not start; the message says why."""
+
+
+#: scripts/postgres_local.sh, with the seconds it may take to start or stop the server
+SCRIPT = DaemonScript(Path(__file__).resolve().parents[1] / "scripts" / "postgres_local.sh",
+                      timeout_s=120, unavailable=PostgresUnavailable)
 
 
 def free_port() -> int:
@@ -39,13 +38,6 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _run_script(action: str, directory: Path, port: int | None = None
-                ) -> subprocess.CompletedProcess:
-    env = {**os.environ, **({"DUBFIV_PG_PORT": str(port)} if port else {})}
-    return subprocess.run(["bash", str(SCRIPT), action, str(directory)], capture_output=True,
-                          text=True, timeout=SCRIPT_TIMEOUT_S, check=False, env=env)
-
-
 def start(directory: Path) -> str:
     """Start the server in ``directory`` and return its URL; raises
     :class:`PostgresUnavailable` with the script's reason."""
@@ -54,26 +46,12 @@ def start(directory: Path) -> str:
     except ImportError:
         raise PostgresUnavailable("psycopg is not installed (pip install 'psycopg[binary]')"
                                   ) from None
-    if shutil.which("bash") is None:
-        raise PostgresUnavailable("bash is missing")
-    try:
-        result = _run_script("start", directory, free_port())
-    except subprocess.TimeoutExpired:
-        stop(directory)
-        raise PostgresUnavailable(f"{SCRIPT.name} start took over {SCRIPT_TIMEOUT_S} s"
-                                  ) from None
+    result = SCRIPT.start(directory, {**os.environ, "DUBFIV_PG_PORT": str(free_port())})
     lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        reason = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
-        raise PostgresUnavailable(reason[0])
+    if not lines:
+        raise PostgresUnavailable(f"{SCRIPT.path.name} start printed no URL "
+                                  f"({SCRIPT.reason(result)})")
     return lines[-1]
-
-
-def stop(directory: Path) -> None:
-    """Stop the server started in ``directory``; raises RuntimeError if it still runs."""
-    result = _run_script("stop", directory)
-    if result.returncode != 0:
-        raise RuntimeError(f"{SCRIPT.name} stop {directory}: {result.stderr.strip()}")
 
 
 def fresh_database(url: str) -> str:
@@ -101,20 +79,6 @@ def postgres_url() -> Iterator[str]:
     of one's own, psycopg missing) or with ``DUBFIV_TEST_NO_POSTGRES=1``; the server is
     stopped by its PID at the end.
     """
-    if os.environ.get("DUBFIV_TEST_NO_POSTGRES", "") not in ("", "0"):
-        pytest.skip("DUBFIV_TEST_NO_POSTGRES is set")
-    directory = Path(tempfile.mkdtemp(prefix="dubfiv-pg-", dir="/tmp"))
-    try:
-        url = start(directory)
-    except PostgresUnavailable as error:
-        log = directory / "log" / "postgres.log"
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-10:]) \
-            if log.is_file() else ""
-        if not tail:
-            shutil.rmtree(directory, ignore_errors=True)
-        pytest.skip(f"no PostgreSQL test server: {error}" + (f"\n{tail}" if tail else ""))
-    try:
+    with daemon_session("PostgreSQL test server", "DUBFIV_TEST_NO_POSTGRES", "dubfiv-pg-",
+                        start, SCRIPT.stop) as url:
         yield url
-    finally:
-        stop(directory)  # raises (a teardown error) if the server is left running
-        shutil.rmtree(directory, ignore_errors=True)

@@ -14,18 +14,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import shutil
 import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from private_daemon import DaemonScript, DaemonUnavailable, daemon_session
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "slurm_single_node.sh"
-#: seconds the script may take to start or stop the daemons
-SCRIPT_TIMEOUT_S = 180
 #: ports tried for slurmctld and slurmd: the script's defaults first, then this range
 DEFAULT_PORTS = (16817, 16818)
 PORT_RANGE = range(17000, 19999, 2)
@@ -46,8 +40,13 @@ class SlurmCluster:
     env: dict[str, str]
 
 
-class ClusterUnavailable(RuntimeError):
+class ClusterUnavailable(DaemonUnavailable):
     """The cluster could not start; the message says why."""
+
+
+#: scripts/slurm_single_node.sh, with the seconds it may take to start or stop the daemons
+SCRIPT = DaemonScript(Path(__file__).resolve().parents[1] / "scripts" / "slurm_single_node.sh",
+                      timeout_s=180, unavailable=ClusterUnavailable)
 
 
 def _port_free(port: int) -> bool:
@@ -67,21 +66,6 @@ def free_port_pair() -> tuple[int, int]:
     raise ClusterUnavailable("no free pair of ports for slurmctld and slurmd")
 
 
-def log_tail(directory: Path, lines: int = 15) -> str:
-    """The last ``lines`` lines of each log the script's daemons wrote in ``directory``."""
-    parts = []
-    for log in sorted((directory / "log").glob("*")):
-        text = log.read_text(errors="replace").strip().splitlines()[-lines:]
-        if text:
-            parts.append(f"--- {log.name}\n" + "\n".join(text))
-    return "\n".join(parts)
-
-
-def _run_script(action: str, directory: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), action, str(directory)], capture_output=True,
-                          text=True, env=env, timeout=SCRIPT_TIMEOUT_S, check=False)
-
-
 def client_env(conf: Path) -> dict[str, str]:
     """``os.environ`` without inherited SLURM job variables, with ``SLURM_CONF=conf``."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("SLURM_")}
@@ -91,57 +75,30 @@ def client_env(conf: Path) -> dict[str, str]:
 
 def start(directory: Path) -> SlurmCluster:
     """Start the cluster in ``directory``; raises :class:`ClusterUnavailable` with the reason."""
-    if shutil.which("bash") is None:
-        raise ClusterUnavailable("bash is missing")
     ctld_port, slurmd_port = free_port_pair()
-    env = {**os.environ, "DUBFIV_SLURMCTLD_PORT": str(ctld_port),
-           "DUBFIV_SLURMD_PORT": str(slurmd_port)}
-    try:
-        result = _run_script("start", directory, env)
-    except subprocess.TimeoutExpired:
-        stop(directory)
-        raise ClusterUnavailable(f"{SCRIPT.name} start took over {SCRIPT_TIMEOUT_S} s") from None
-    if result.returncode != 0:
-        reason = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
-        raise ClusterUnavailable(reason[0])
+    SCRIPT.start(directory, {**os.environ, "DUBFIV_SLURMCTLD_PORT": str(ctld_port),
+                             "DUBFIV_SLURMD_PORT": str(slurmd_port)})
     conf = directory / "slurm.conf"
     text = conf.read_text()
     node = re.search(r"^NodeName=(\S+)", text, re.MULTILINE)
     cpus = re.search(r"^NodeName=.*\bCPUs=(\d+)", text, re.MULTILINE)
     if node is None or cpus is None:
-        stop(directory)
+        SCRIPT.stop(directory)
         raise ClusterUnavailable(f"no NodeName line with CPUs= in {conf}")
     return SlurmCluster(directory=directory, conf=conf, node=node.group(1),
                         cpus=int(cpus.group(1)), env=client_env(conf))
 
 
-def stop(directory: Path) -> None:
-    """Stop the daemons started in ``directory``; raises RuntimeError if some still run."""
-    result = _run_script("stop", directory, dict(os.environ))
-    if result.returncode != 0:
-        raise RuntimeError(f"{SCRIPT.name} stop {directory}: {result.stderr.strip()}")
-
-
 def session_cluster() -> Iterator[SlurmCluster]:
     """Body of the ``slurm_cluster`` fixture: start, export ``SLURM_CONF``, yield, stop."""
-    if os.environ.get("DUBFIV_TEST_NO_SLURM", "") not in ("", "0"):
-        pytest.skip("DUBFIV_TEST_NO_SLURM is set")
-    directory = Path(tempfile.mkdtemp(prefix="dubfiv-slurm-", dir="/tmp"))
-    try:
-        cluster = start(directory)
-    except ClusterUnavailable as error:
-        tail = log_tail(directory)
-        if not tail:  # nothing started (not root, packages missing): nothing to look at
-            shutil.rmtree(directory, ignore_errors=True)
-        pytest.skip(f"no SLURM test cluster: {error}" + (f"\n{tail}" if tail else ""))
-    previous = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(cluster.conf)
-    try:
-        yield cluster
-    finally:
-        if previous is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = previous
-        stop(directory)  # raises (a teardown error) if a daemon is left running
-        shutil.rmtree(directory, ignore_errors=True)
+    with daemon_session("SLURM test cluster", "DUBFIV_TEST_NO_SLURM", "dubfiv-slurm-", start,
+                        SCRIPT.stop) as cluster:
+        previous = os.environ.get("SLURM_CONF")
+        os.environ["SLURM_CONF"] = str(cluster.conf)
+        try:
+            yield cluster
+        finally:
+            if previous is None:
+                os.environ.pop("SLURM_CONF", None)
+            else:
+                os.environ["SLURM_CONF"] = previous
