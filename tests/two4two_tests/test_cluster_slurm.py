@@ -11,12 +11,19 @@ from pathlib import Path
 
 import pytest
 from cluster_fakes import ids_of, tree_digest
+from private_daemon import log_tail
 from two4two_fakes import write_config
 
 from two4two import cli_tool
 from two4two.cluster.queue import SlurmQueue, read_jobs
-from two4two.cluster.shards import DONE, shard_dir
-from two4two.cluster.submit import dataset_status, submit_dataset, wait_for_dataset
+from two4two.cluster.shards import DONE, SHARDS, shard_dir
+from two4two.cluster.submit import (
+    SUBMITIT_FOLDER,
+    ShardsFailedError,
+    dataset_status,
+    submit_dataset,
+    wait_for_dataset,
+)
 from two4two.dataset import PARAMETERS
 from two4two.dataset_config import load_dataset_configs
 from two4two.scene_parameters import load_jsonl
@@ -123,16 +130,27 @@ def test_a_preempted_task_is_requeued_and_goes_on_from_its_files(slurm_cluster,
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
     first = load_jsonl(folder / PARAMETERS)[:2]
     written_at = {p.filename: (folder / p.filename).stat().st_mtime_ns for p in first}
-    while True:  # requeued jobs wait (BeginTime); let it start at once
+    # A requeued job waits (BeginTime) before it starts again; let it start 2 s after the
+    # requeue, not at once: slurmd refuses a job whose credential it revoked in the same
+    # second ("Job 1 already killed, do not launch batch job", seen here about once in 4
+    # runs), and the job then ends without running. (StartTime=now+2 would wait for the
+    # scheduler's next periodic pass instead, about 25 s here.)
+    while True:
         state = subprocess.run(["squeue", "--noheader", "--jobs", job_id, "--format=%T %r"],
                                capture_output=True, text=True, timeout=30).stdout
         if "BeginTime" in state:
+            time.sleep(2)
             subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
                            check=True, timeout=30)
             break
         assert time.monotonic() < deadline, f"not requeued: {state!r}"
         time.sleep(0.2)
-    (train,) = wait_for_dataset(config, submission, poll_s=0.5, progress=False)
+    try:
+        (train,) = wait_for_dataset(config, submission, poll_s=0.5, progress=False)
+    except ShardsFailedError as error:  # say what SLURM did with the requeued job
+        logs = "\n".join(path.read_text(errors="replace")[-3000:] for path in sorted(
+            (Path(config.output_dir) / SHARDS / SUBMITIT_FOLDER).glob("*_log.*")))
+        pytest.fail(f"{error}\n{logs}\n{log_tail(slurm_cluster.directory, lines=60)}")
     assert (train / PARAMETERS).read_bytes().count(b"\n") == 10
     assert {name: (train / name).stat().st_mtime_ns for name in written_at} == written_at
 
